@@ -1,0 +1,491 @@
+//! The ReportedIP v2 HTTP client: one POST per report, one GET for the key check, and the
+//! classification of every answer into what the caller should do with the report.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use ureq::Agent;
+use ureq::http::Response;
+
+use crate::clock;
+use crate::secret::SecretString;
+
+/// Largest response body read; the API's answers are a few hundred bytes.
+pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// Longest API-provided text shown to the operator.
+const MAX_MESSAGE_CHARS: usize = 300;
+/// A `Retry-After` further out than this is treated as a mistake, not obeyed for days.
+const MAX_RETRY_WAIT_SECS: u64 = 86_400;
+
+/// What became of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// 2xx: the API has the report.
+    Sent(Receipt),
+    /// 400/422 (and other client errors): the API will never take this report.
+    Rejected(ApiMessage),
+    /// 401/403: the key is wrong or may not report; the report is worth keeping.
+    KeyRejected(ApiMessage),
+    /// 404: `api_url` points at the wrong place; the report is worth keeping.
+    WrongUrl(ApiMessage),
+    /// Worth retrying later: network failure, timeout, redirect, 408/425/429/5xx.
+    Transient(Transient),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Receipt {
+    pub report_id: Option<String>,
+    pub confidence: Option<i64>,
+    /// Set when the answer says the daily quota is used up: when it resets (UNIX seconds).
+    pub quota_exhausted_until: Option<u64>,
+    /// Set when the 2xx body could not be read as the documented JSON.
+    pub body_problem: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiMessage {
+    pub status: u16,
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transient {
+    pub reason: String,
+    /// When the API asked us to come back (UNIX seconds), from `Retry-After` or the rate limit.
+    pub retry_at: Option<u64>,
+}
+
+impl fmt::Display for ApiMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}", self.status)?;
+        match (&self.code, &self.message) {
+            (Some(code), Some(message)) => write!(f, " {code}: {message}"),
+            (Some(code), None) => write!(f, " {code}"),
+            (None, Some(message)) => write!(f, ": {message}"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// `GET /verify-key` data; every field optional so a changed API still shows what it can.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyInfo {
+    #[serde(default)]
+    pub valid: Option<bool>,
+    #[serde(default)]
+    pub key_name: Option<String>,
+    #[serde(default)]
+    pub user_role: Option<String>,
+    #[serde(default)]
+    pub permissions: Option<Vec<String>>,
+    #[serde(default)]
+    pub limits: Option<Limits>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    #[serde(default, deserialize_with = "lenient_number")]
+    pub daily_api_limit: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_number")]
+    pub remaining_api_calls: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_number")]
+    pub daily_report_limit: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_number")]
+    pub remaining_reports: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_number")]
+    pub daily_report_usage: Option<i64>,
+    #[serde(default)]
+    pub reset_time: Option<String>,
+}
+
+/// Limits may come as numbers, numeric strings, or words like "unlimited" (read as absent).
+fn lenient_number<'de, D: Deserializer<'de>>(de: D) -> Result<Option<i64>, D::Error> {
+    let value = serde_json::Value::deserialize(de)?;
+    Ok(match value {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+/// Settings of a client: where, with which key, and how long a request may take in all.
+pub struct Client {
+    agent: Agent,
+    base: String,
+    key: SecretString,
+    timeout: Duration,
+}
+
+impl Client {
+    pub fn new(base: &str, key: SecretString, timeout: Duration) -> Self {
+        // Plain http is only ever allowed to loopback, where a proxy from the environment
+        // would be the one place the key could leak in clear text.
+        let proxy = if base.starts_with("https://") {
+            ureq::Proxy::try_from_env()
+        } else {
+            None
+        };
+        let config = Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .proxy(proxy)
+            .user_agent(concat!("reportedip-report/", env!("CARGO_PKG_VERSION")))
+            .accept("application/json")
+            .build();
+        Self {
+            agent: config.into(),
+            base: base.to_string(),
+            key: key.clone(),
+            timeout,
+        }
+    }
+
+    pub fn report_url(&self) -> String {
+        format!("{}/report", self.base)
+    }
+
+    /// POSTs one report. `now` anchors relative `Retry-After` values.
+    pub fn send_report(&self, ip: &str, categories: &str, comment: &str, now: u64) -> Delivery {
+        let result = self
+            .agent
+            .post(self.report_url())
+            .header("X-Key", self.key.expose())
+            .send_form([("ip", ip), ("categories", categories), ("comment", comment)]);
+        match self.read(result, now) {
+            Ok(reply) => classify(reply),
+            Err(transient) => Delivery::Transient(transient),
+        }
+    }
+
+    /// GETs `/verify-key` (costs no quota).
+    pub fn verify_key(&self, now: u64) -> Result<KeyInfo, Delivery> {
+        let result = self
+            .agent
+            .get(format!("{}/verify-key", self.base))
+            .header("X-Key", self.key.expose())
+            .call();
+        let reply = self.read(result, now).map_err(Delivery::Transient)?;
+        match classify(reply.clone()) {
+            Delivery::Sent(_) => parse_key_info(&reply.body).map_err(|problem| {
+                Delivery::Transient(Transient {
+                    reason: format!("unreadable answer from {}/verify-key: {problem}", self.base),
+                    retry_at: None,
+                })
+            }),
+            other => Err(other),
+        }
+    }
+
+    fn read(
+        &self,
+        result: Result<Response<ureq::Body>, ureq::Error>,
+        now: u64,
+    ) -> Result<Reply, Transient> {
+        let mut response = result.map_err(|err| Transient {
+            reason: format!("API unreachable ({})", describe_error(&err, self.timeout)),
+            retry_at: None,
+        })?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let status = response.status().as_u16();
+        let location = header("location");
+        let retry_at = header("retry-after")
+            .and_then(|v| parse_retry_after(&v, now))
+            .or_else(|| rate_limit_reset(header("x-ratelimit-reset").as_deref(), now));
+        let quota_exhausted = header("x-ratelimit-remaining").is_some_and(|v| v.trim() == "0");
+        let rate_reset = rate_limit_reset(header("x-ratelimit-reset").as_deref(), now);
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY_BYTES)
+            .read_to_string()
+            .map_err(|err| describe_error(&err, self.timeout));
+        Ok(Reply {
+            status,
+            body,
+            location,
+            retry_at,
+            quota_exhausted_until: if quota_exhausted { rate_reset } else { None },
+        })
+    }
+}
+
+/// A response reduced to what classification needs.
+#[derive(Debug, Clone)]
+struct Reply {
+    status: u16,
+    body: Result<String, String>,
+    location: Option<String>,
+    retry_at: Option<u64>,
+    quota_exhausted_until: Option<u64>,
+}
+
+fn classify(reply: Reply) -> Delivery {
+    let status = reply.status;
+    match status {
+        200..=299 => Delivery::Sent(receipt(&reply)),
+        300..=399 => Delivery::Transient(Transient {
+            reason: match &reply.location {
+                Some(location) => format!(
+                    "API moved (HTTP {status} to {}); update api_url",
+                    clean_text(location)
+                ),
+                None => {
+                    format!("API answered HTTP {status} redirect without Location; check api_url")
+                }
+            },
+            retry_at: None,
+        }),
+        401 | 403 => Delivery::KeyRejected(api_message(&reply)),
+        404 => Delivery::WrongUrl(api_message(&reply)),
+        408 | 425 | 429 | 500..=599 => Delivery::Transient(Transient {
+            reason: api_message(&reply).to_string(),
+            retry_at: reply.retry_at,
+        }),
+        400..=499 => Delivery::Rejected(api_message(&reply)),
+        _ => Delivery::Transient(Transient {
+            reason: format!("unexpected HTTP {status}"),
+            retry_at: None,
+        }),
+    }
+}
+
+fn receipt(reply: &Reply) -> Receipt {
+    #[derive(Deserialize)]
+    struct Envelope {
+        data: Data,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Data {
+        #[serde(default)]
+        report_id: Option<serde_json::Value>,
+        #[serde(default, deserialize_with = "lenient_number")]
+        abuse_confidence_percentage: Option<i64>,
+    }
+    let mut receipt = Receipt {
+        quota_exhausted_until: reply.quota_exhausted_until,
+        ..Receipt::default()
+    };
+    let parsed = reply
+        .body
+        .as_ref()
+        .map_err(String::clone)
+        .and_then(|body| serde_json::from_str::<Envelope>(body).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(envelope) => {
+            receipt.report_id = envelope.data.report_id.map(|id| match id {
+                serde_json::Value::String(s) => clean_text(&s),
+                other => clean_text(&other.to_string()),
+            });
+            receipt.confidence = envelope.data.abuse_confidence_percentage;
+        }
+        Err(problem) => receipt.body_problem = Some(problem),
+    }
+    receipt
+}
+
+fn parse_key_info(body: &Result<String, String>) -> Result<KeyInfo, String> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        data: KeyInfo,
+    }
+    let body = body.as_ref().map_err(String::clone)?;
+    serde_json::from_str::<Envelope>(body)
+        .map(|envelope| envelope.data)
+        .map_err(|err| err.to_string())
+}
+
+/// Reads the WordPress REST error shape, or the AbuseIPDB one, or nothing.
+fn api_message(reply: &Reply) -> ApiMessage {
+    #[derive(Deserialize)]
+    struct WordPress {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct AbuseIpDb {
+        errors: Vec<AbuseIpDbError>,
+    }
+    #[derive(Deserialize)]
+    struct AbuseIpDbError {
+        detail: Option<String>,
+    }
+    let mut msg = ApiMessage {
+        status: reply.status,
+        code: None,
+        message: None,
+    };
+    let Ok(body) = &reply.body else {
+        return msg;
+    };
+    if let Ok(wp) = serde_json::from_str::<WordPress>(body)
+        && (wp.code.is_some() || wp.message.is_some())
+    {
+        msg.code = wp.code.as_deref().map(clean_text);
+        msg.message = wp.message.as_deref().map(clean_text);
+    } else if let Ok(abuse) = serde_json::from_str::<AbuseIpDb>(body) {
+        msg.message = abuse
+            .errors
+            .into_iter()
+            .find_map(|e| e.detail)
+            .as_deref()
+            .map(clean_text);
+    }
+    msg
+}
+
+/// API text goes into log lines: no control characters, bounded length.
+fn clean_text(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_MESSAGE_CHARS)
+        .collect();
+    if text.chars().count() > MAX_MESSAGE_CHARS {
+        out.push('…');
+    }
+    out.trim().to_string()
+}
+
+fn parse_retry_after(value: &str, now: u64) -> Option<u64> {
+    let value = value.trim();
+    let at = match value.parse::<u64>() {
+        Ok(secs) => now.saturating_add(secs.min(MAX_RETRY_WAIT_SECS)),
+        Err(_) => clock::parse_http_date(value)?,
+    };
+    Some(at.min(now + MAX_RETRY_WAIT_SECS))
+}
+
+fn rate_limit_reset(value: Option<&str>, now: u64) -> Option<u64> {
+    let at = value?.trim().parse::<u64>().ok()?;
+    (at > now).then_some(at.min(now + MAX_RETRY_WAIT_SECS))
+}
+
+fn describe_error(err: &ureq::Error, timeout: Duration) -> String {
+    match err {
+        ureq::Error::Timeout(_) => format!("timeout after {} s", timeout.as_secs()),
+        ureq::Error::HostNotFound => "host not found".into(),
+        ureq::Error::ConnectionFailed => "connection failed".into(),
+        ureq::Error::BodyExceedsLimit(_) => format!("answer larger than {MAX_BODY_BYTES} bytes"),
+        ureq::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            std::io::ErrorKind::ConnectionReset => "connection reset".into(),
+            std::io::ErrorKind::TimedOut => format!("timeout after {} s", timeout.as_secs()),
+            _ => io.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            body: Ok(body.to_string()),
+            location: None,
+            retry_at: None,
+            quota_exhausted_until: None,
+        }
+    }
+
+    #[test]
+    fn success_body_gives_receipt() {
+        let body = r#"{"data":{"ipAddress":"45.155.205.233","abuseConfidencePercentage":39,"reportId":"4316026","aggregated":true}}"#;
+        let Delivery::Sent(receipt) = classify(reply(200, body)) else {
+            panic!("not sent")
+        };
+        assert_eq!(receipt.report_id.as_deref(), Some("4316026"));
+        assert_eq!(receipt.confidence, Some(39));
+        assert_eq!(receipt.body_problem, None);
+    }
+
+    #[test]
+    fn unreadable_success_body_still_counts_as_sent() {
+        let Delivery::Sent(receipt) = classify(reply(200, "<html>")) else {
+            panic!("not sent")
+        };
+        assert!(receipt.body_problem.is_some());
+    }
+
+    #[test]
+    fn status_classes() {
+        let wp = r#"{"code":"ip_whitelisted","message":"IP is whitelisted","data":{"status":400}}"#;
+        assert_eq!(
+            classify(reply(400, wp)),
+            Delivery::Rejected(ApiMessage {
+                status: 400,
+                code: Some("ip_whitelisted".into()),
+                message: Some("IP is whitelisted".into())
+            })
+        );
+        assert!(matches!(classify(reply(422, "")), Delivery::Rejected(_)));
+        assert!(matches!(classify(reply(401, "")), Delivery::KeyRejected(_)));
+        assert!(matches!(classify(reply(403, "")), Delivery::KeyRejected(_)));
+        assert!(matches!(classify(reply(404, "")), Delivery::WrongUrl(_)));
+        for transient in [301, 302, 308, 408, 425, 429, 500, 502, 503] {
+            assert!(
+                matches!(classify(reply(transient, "")), Delivery::Transient(_)),
+                "{transient}"
+            );
+        }
+    }
+
+    #[test]
+    fn abuseipdb_error_shape_is_understood() {
+        let body =
+            r#"{"errors":[{"detail":"Daily rate limit of 50 requests exceeded","status":429}]}"#;
+        let Delivery::Transient(t) = classify(reply(429, body)) else {
+            panic!()
+        };
+        assert_eq!(
+            t.reason,
+            "HTTP 429: Daily rate limit of 50 requests exceeded"
+        );
+    }
+
+    #[test]
+    fn api_text_is_cleaned() {
+        let body = "{\"code\":\"x\",\"message\":\"line1\\nforged log line\"}";
+        let Delivery::Rejected(msg) = classify(reply(400, body)) else {
+            panic!()
+        };
+        assert_eq!(msg.message.as_deref(), Some("line1 forged log line"));
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("120", 1000), Some(1120));
+        assert_eq!(
+            parse_retry_after("Tue, 01 Dec 2026 00:00:00 GMT", 1_796_000_000),
+            Some(1_796_083_200)
+        );
+        assert_eq!(parse_retry_after("99999999", 0), Some(MAX_RETRY_WAIT_SECS));
+        assert_eq!(parse_retry_after("soon", 0), None);
+        assert_eq!(rate_limit_reset(Some("unlimited"), 0), None);
+        assert_eq!(rate_limit_reset(Some("500"), 100), Some(500));
+        assert_eq!(rate_limit_reset(Some("50"), 100), None);
+    }
+
+    #[test]
+    fn key_info_tolerates_odd_limits() {
+        let body = r#"{"data":{"valid":true,"keyName":"srv","permissions":["report"],"limits":{"dailyReportLimit":"unlimited","dailyReportUsage":"7"}}}"#;
+        let info = parse_key_info(&Ok(body.into())).unwrap();
+        let limits = info.limits.unwrap();
+        assert_eq!(limits.daily_report_limit, None);
+        assert_eq!(limits.daily_report_usage, Some(7));
+    }
+}

@@ -1,0 +1,253 @@
+//! The spool: one JSON file per report waiting for delivery, named so that a directory
+//! listing sorted by name is oldest first. Files are written atomically (temp, fsync, rename).
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::categories::Categories;
+use crate::validate::{non_global_reason, parse_ip};
+
+/// One report as it waits in the spool.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SpooledReport {
+    pub ip: String,
+    pub categories: String,
+    pub comment: String,
+    #[serde(default)]
+    pub jail: Option<String>,
+    pub queued_at: u64,
+}
+
+/// A spool file found on disk, not yet read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: PathBuf,
+    /// When it was written, from its name (UNIX seconds).
+    pub written_at: u64,
+}
+
+pub struct Spool {
+    dir: PathBuf,
+    set_aside_dir: PathBuf,
+}
+
+static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+
+impl Spool {
+    pub fn new(dir: PathBuf, set_aside_dir: PathBuf) -> Self {
+        Self { dir, set_aside_dir }
+    }
+
+    /// Writes a report durably and returns its file.
+    pub fn add(&self, report: &SpooledReport) -> io::Result<PathBuf> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{nanos:020}-{}-{seq}.json", std::process::id());
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let path = self.dir.join(&name);
+        let bytes = serde_json::to_vec(report).map_err(io::Error::other)?;
+        let written = write_synced(&tmp, &bytes).and_then(|()| fs::rename(&tmp, &path));
+        if let Err(err) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(err);
+        }
+        // The rename is only durable once the directory itself reaches the disk.
+        File::open(&self.dir)?.sync_all()?;
+        Ok(path)
+    }
+
+    /// Waiting reports, oldest first.
+    pub fn entries(&self) -> io::Result<Vec<Entry>> {
+        let mut entries: Vec<Entry> = fs::read_dir(&self.dir)?
+            .filter_map(Result::ok)
+            .filter_map(|dirent| {
+                let name = dirent.file_name().into_string().ok()?;
+                if name.starts_with('.') || !name.ends_with(".json") {
+                    return None;
+                }
+                Some(Entry {
+                    written_at: written_at(&name),
+                    path: dirent.path(),
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(entries)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries().map_or(0, |e| e.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads and re-validates a spooled report, so that a damaged file is never half-sent.
+    pub fn read(&self, entry: &Entry) -> Result<SpooledReport, String> {
+        let bytes = fs::read(&entry.path).map_err(|e| e.to_string())?;
+        let report: SpooledReport = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        let ip = parse_ip(&report.ip).map_err(|e| e.to_string())?;
+        if let Some(why) = non_global_reason(ip) {
+            return Err(format!("{} is {why}", report.ip));
+        }
+        Categories::parse(&report.categories).map_err(|e| e.to_string())?;
+        Ok(report)
+    }
+
+    /// Removes a delivered (or finally rejected) report. Gone already is fine.
+    pub fn remove(&self, entry: &Entry) -> io::Result<()> {
+        match fs::remove_file(&entry.path) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        }
+    }
+
+    /// Moves an unreadable file out of the way, keeping it for the operator to inspect.
+    pub fn set_aside(&self, entry: &Entry) -> io::Result<PathBuf> {
+        fs::create_dir_all(&self.set_aside_dir)?;
+        let name = entry.path.file_name().unwrap_or_default();
+        let target = self.set_aside_dir.join(name);
+        fs::rename(&entry.path, &target)?;
+        Ok(target)
+    }
+
+    /// Drops reports beyond `max` files or older than `max_age` seconds, oldest first;
+    /// returns how many went.
+    pub fn enforce_limits(&self, max: usize, max_age: u64, now: u64) -> io::Result<u64> {
+        let entries = self.entries()?;
+        let excess = entries.len().saturating_sub(max);
+        let mut dropped = 0;
+        for (index, entry) in entries.iter().enumerate() {
+            let too_old = now.saturating_sub(entry.written_at) > max_age;
+            if index >= excess && !too_old {
+                break;
+            }
+            if fs::remove_file(&entry.path).is_ok() {
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Age in seconds of the oldest waiting report.
+    pub fn oldest_age(&self, now: u64) -> Option<u64> {
+        let entries = self.entries().ok()?;
+        entries.first().map(|e| now.saturating_sub(e.written_at))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn set_aside_count(&self) -> usize {
+        fs::read_dir(&self.set_aside_dir).map_or(0, |d| d.count())
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// The name starts with the write time in nanoseconds; a foreign name counts as written now
+/// (age 0) rather than as ancient, so it is never silently dropped for age.
+fn written_at(name: &str) -> u64 {
+    name.split('-')
+        .next()
+        .and_then(|nanos| nanos.parse::<u128>().ok())
+        .and_then(|nanos| u64::try_from(nanos / 1_000_000_000).ok())
+        .unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_spool(tag: &str) -> Spool {
+        let root = std::env::temp_dir().join(format!("rir-spool-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("spool")).unwrap();
+        Spool::new(root.join("spool"), root.join("set-aside"))
+    }
+
+    fn report(ip: &str) -> SpooledReport {
+        SpooledReport {
+            ip: ip.into(),
+            categories: "18,22".into(),
+            comment: "c".into(),
+            jail: Some("sshd".into()),
+            queued_at: 1,
+        }
+    }
+
+    #[test]
+    fn reports_come_back_oldest_first() {
+        let spool = temp_spool("order");
+        for ip in ["45.1.1.1", "45.1.1.2", "45.1.1.3"] {
+            spool.add(&report(ip)).unwrap();
+        }
+        let ips: Vec<String> = spool
+            .entries()
+            .unwrap()
+            .iter()
+            .map(|e| spool.read(e).unwrap().ip)
+            .collect();
+        assert_eq!(ips, ["45.1.1.1", "45.1.1.2", "45.1.1.3"]);
+        let leftovers = fs::read_dir(spool.dir()).unwrap().count();
+        assert_eq!(leftovers, 3, "no temp files left behind");
+    }
+
+    #[test]
+    fn damaged_files_are_refused_and_set_aside() {
+        let spool = temp_spool("bad");
+        fs::write(
+            spool.dir().join("00000000000000000001-1-0.json"),
+            b"{\"ip\":\"45.1",
+        )
+        .unwrap();
+        fs::write(
+            spool.dir().join("00000000000000000002-1-0.json"),
+            serde_json::to_vec(&report("10.0.0.1")).unwrap(),
+        )
+        .unwrap();
+        let entries = spool.entries().unwrap();
+        assert!(spool.read(&entries[0]).is_err());
+        assert!(spool.read(&entries[1]).unwrap_err().contains("private"));
+        spool.set_aside(&entries[0]).unwrap();
+        assert_eq!(spool.entries().unwrap().len(), 1);
+        assert_eq!(spool.set_aside_count(), 1);
+    }
+
+    #[test]
+    fn limits_drop_the_oldest() {
+        let spool = temp_spool("limits");
+        for n in 1..=5u64 {
+            let name = format!("{:020}-1-0.json", n * 1_000_000_000);
+            fs::write(
+                spool.dir().join(name),
+                serde_json::to_vec(&report("45.1.1.1")).unwrap(),
+            )
+            .unwrap();
+        }
+        assert_eq!(spool.enforce_limits(3, 1000, 5).unwrap(), 2);
+        let left: Vec<u64> = spool
+            .entries()
+            .unwrap()
+            .iter()
+            .map(|e| e.written_at)
+            .collect();
+        assert_eq!(left, [3, 4, 5]);
+        assert_eq!(spool.enforce_limits(10, 1, 6).unwrap(), 2);
+        assert_eq!(spool.entries().unwrap().len(), 1);
+    }
+}

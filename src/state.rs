@@ -1,0 +1,284 @@
+//! The state directory: backoff window, cooldown table, counters and last outcomes in one
+//! JSON file, changed only under an exclusive file lock; plus the sender lock.
+
+use std::collections::BTreeMap;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::spool::Spool;
+
+/// First backoff window after a transient failure; it doubles up to [`BACKOFF_MAX_SECS`].
+pub const BACKOFF_START_SECS: u64 = 60;
+pub const BACKOFF_MAX_SECS: u64 = 3600;
+
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error(
+        "state_dir {path} is not usable ({source}); reports are sent directly and cannot be kept for retry"
+    )]
+    Unusable { path: PathBuf, source: io::Error },
+    #[error("cannot save state in {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct State {
+    /// No process touches the network before this instant (UNIX seconds).
+    pub backoff_until: u64,
+    /// Length of the current backoff window; 0 when the last request succeeded.
+    pub backoff_secs: u64,
+    /// Why the current backoff window started.
+    pub backoff_reason: Option<String>,
+    pub last_success: Option<Event>,
+    pub last_error: Option<Event>,
+    /// Spooled reports dropped by `spool_max` or `spool_max_age`.
+    pub dropped: u64,
+    /// Unreadable spool files moved aside.
+    pub set_aside: u64,
+    /// IP → when it was last reported or queued.
+    pub cooldown: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Event {
+    pub at: u64,
+    pub message: String,
+}
+
+impl State {
+    pub fn in_backoff(&self, now: u64) -> bool {
+        now < self.backoff_until
+    }
+
+    /// Starts (or lengthens) the backoff window. `retry_at` is the API's own word on when to
+    /// come back (429), which wins over the doubling schedule.
+    pub fn start_backoff(&mut self, now: u64, retry_at: Option<u64>, reason: &str) {
+        self.backoff_secs = match self.backoff_secs {
+            0 => BACKOFF_START_SECS,
+            secs => (secs * 2).min(BACKOFF_MAX_SECS),
+        };
+        self.backoff_until = match retry_at {
+            Some(at) if at > now => at,
+            _ => now + self.backoff_secs,
+        };
+        self.backoff_reason = Some(reason.to_string());
+        self.last_error = Some(Event {
+            at: now,
+            message: reason.to_string(),
+        });
+    }
+
+    pub fn record_success(&mut self, now: u64, message: String) {
+        self.backoff_secs = 0;
+        self.backoff_until = 0;
+        self.backoff_reason = None;
+        self.last_success = Some(Event { at: now, message });
+    }
+
+    /// Holds all sending until `until` without counting it as a failure (quota used up).
+    pub fn hold_until(&mut self, until: u64, reason: &str) {
+        self.backoff_until = self.backoff_until.max(until);
+        self.backoff_reason = Some(reason.to_string());
+    }
+
+    pub fn record_error(&mut self, now: u64, message: String) {
+        self.last_error = Some(Event { at: now, message });
+    }
+
+    /// When `ip` was last reported or queued, if that is within `cooldown` seconds.
+    pub fn cooling_since(&self, ip: &str, now: u64, cooldown: u64) -> Option<u64> {
+        self.cooldown
+            .get(ip)
+            .copied()
+            .filter(|at| now.saturating_sub(*at) < cooldown)
+    }
+
+    /// Records `ip` as reported now and forgets entries that no longer matter.
+    pub fn note_reported(&mut self, ip: &str, now: u64, cooldown: u64) {
+        self.cooldown
+            .retain(|_, at| now.saturating_sub(*at) < cooldown);
+        if cooldown > 0 {
+            self.cooldown.insert(ip.to_string(), now);
+        }
+    }
+
+    pub fn cooldown_entries(&self, now: u64, cooldown: u64) -> usize {
+        self.cooldown
+            .values()
+            .filter(|at| now.saturating_sub(**at) < cooldown)
+            .count()
+    }
+}
+
+/// An opened, writable state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+/// The state, read under the state lock; dropping it releases the lock.
+pub struct Locked {
+    file: PathBuf,
+    _lock: File,
+    pub state: State,
+}
+
+impl StateDir {
+    /// Creates the directory tree if needed and proves it writable by opening the lock file.
+    pub fn open(root: &Path) -> Result<Self, StateError> {
+        let unusable = |source| StateError::Unusable {
+            path: root.to_path_buf(),
+            source,
+        };
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root.join("spool"))
+            .map_err(unusable)?;
+        open_lock_file(&root.join("state.lock")).map_err(unusable)?;
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// A handle for reading only (`status`): creates nothing and may point nowhere yet.
+    pub fn existing(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn spool(&self) -> Spool {
+        Spool::new(self.root.join("spool"), self.root.join("set-aside"))
+    }
+
+    /// Takes the state lock (waiting for other processes) and reads the state.
+    pub fn lock(&self) -> Result<Locked, StateError> {
+        let lock = open_lock_file(&self.root.join("state.lock"))
+            .map_err(|source| self.write_error(source))?;
+        lock.lock().map_err(|source| self.write_error(source))?;
+        let file = self.root.join("state.json");
+        // A damaged state file must not stop reporting; its counters start over.
+        let state = fs::read(&file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        Ok(Locked {
+            file,
+            _lock: lock,
+            state,
+        })
+    }
+
+    /// Reads the state without waiting for the lock (for `status`).
+    pub fn peek(&self) -> State {
+        fs::read(self.root.join("state.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// The sender lock, if no other process holds it.
+    pub fn try_sender_lock(&self) -> Result<Option<File>, StateError> {
+        let file = open_lock_file(&self.root.join("sender.lock"))
+            .map_err(|source| self.write_error(source))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(source)) => Err(self.write_error(source)),
+        }
+    }
+
+    /// The sender lock, waiting for a running sender to finish.
+    pub fn wait_sender_lock(&self) -> Result<File, StateError> {
+        let file = open_lock_file(&self.root.join("sender.lock"))
+            .map_err(|source| self.write_error(source))?;
+        file.lock().map_err(|source| self.write_error(source))?;
+        Ok(file)
+    }
+
+    fn write_error(&self, source: io::Error) -> StateError {
+        StateError::Write {
+            path: self.root.clone(),
+            source,
+        }
+    }
+}
+
+impl Locked {
+    /// Writes the state atomically; the lock is still held afterwards.
+    pub fn save(&self) -> Result<(), StateError> {
+        let write_error = |source| StateError::Write {
+            path: self.file.clone(),
+            source,
+        };
+        let tmp = self.file.with_extension("json.tmp");
+        let bytes =
+            serde_json::to_vec(&self.state).map_err(|e| write_error(io::Error::other(e)))?;
+        let mut out = File::create(&tmp).map_err(write_error)?;
+        out.write_all(&bytes).map_err(write_error)?;
+        fs::rename(&tmp, &self.file).map_err(write_error)
+    }
+}
+
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_an_hour_and_success_resets_it() {
+        let mut state = State::default();
+        let mut windows = Vec::new();
+        for _ in 0..8 {
+            state.start_backoff(1000, None, "HTTP 500");
+            windows.push(state.backoff_until - 1000);
+        }
+        assert_eq!(windows, [60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert!(state.in_backoff(1000 + 3599));
+        assert!(!state.in_backoff(1000 + 3600));
+        state.record_success(5000, "ok".into());
+        assert!(!state.in_backoff(5000));
+        state.start_backoff(5000, None, "HTTP 500");
+        assert_eq!(state.backoff_until, 5060);
+    }
+
+    #[test]
+    fn retry_after_sets_the_window_end() {
+        let mut state = State::default();
+        state.start_backoff(1000, Some(1500), "HTTP 429");
+        assert_eq!(state.backoff_until, 1500);
+        state.start_backoff(2000, Some(1500), "HTTP 429");
+        assert!(state.backoff_until > 2000);
+    }
+
+    #[test]
+    fn cooldown_expires_and_prunes() {
+        let mut state = State::default();
+        state.note_reported("1.2.3.4", 100, 900);
+        assert_eq!(state.cooling_since("1.2.3.4", 999, 900), Some(100));
+        assert_eq!(state.cooling_since("1.2.3.4", 1000, 900), None);
+        state.note_reported("5.6.7.8", 1000, 900);
+        assert!(!state.cooldown.contains_key("1.2.3.4"));
+        assert_eq!(state.cooldown_entries(1000, 900), 1);
+        state.note_reported("9.9.9.9", 1000, 0);
+        assert!(!state.cooldown.contains_key("9.9.9.9"));
+    }
+}

@@ -1,0 +1,206 @@
+//! Shared harness: a temp dir with a 0600 config pointing at a fresh fake API, and a runner
+//! for the real binary with a hard time limit.
+
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod fake_api;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub use fake_api::{FakeApi, Reply, Request};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_reportedip-report");
+pub const KEY: &str = "test-key-4f1c9a7e2b";
+/// No command of the binary may take longer than this in any test.
+const RUN_LIMIT: Duration = Duration::from_secs(30);
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path =
+            std::env::temp_dir().join(format!("reportedip-test-{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
+    }
+
+    pub fn all_output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+pub struct TestEnv {
+    pub dir: TempDir,
+    pub api: FakeApi,
+    extra_env: Vec<(String, String)>,
+}
+
+impl TestEnv {
+    /// A config with the test key, the fake's URL and a private state dir.
+    pub fn new(tag: &str) -> Self {
+        Self::with_api(tag, FakeApi::start())
+    }
+
+    pub fn with_api(tag: &str, api: FakeApi) -> Self {
+        let env = Self {
+            dir: TempDir::new(tag),
+            api,
+            extra_env: Vec::new(),
+        };
+        env.write_config("");
+        env
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("reportedip.toml")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn spool_dir(&self) -> PathBuf {
+        self.state_dir().join("spool")
+    }
+
+    /// The standard config plus `extra` lines (which may override nothing already set).
+    pub fn write_config(&self, extra: &str) {
+        let text = format!(
+            "api_key = \"{KEY}\"\napi_url = \"{}\"\nstate_dir = \"{}\"\nsyslog = false\ntimeout = 2\n{extra}\n",
+            self.api.url(),
+            self.state_dir().display()
+        );
+        self.write_raw_config(&text, 0o600);
+    }
+
+    pub fn write_raw_config(&self, text: &str, mode: u32) {
+        let path = self.config_path();
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    pub fn env(&mut self, key: &str, value: &str) {
+        self.extra_env.push((key.to_string(), value.to_string()));
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config").arg(self.config_path()).args(args);
+        cmd.env_remove("REPORTEDIP_API_KEY")
+            .env_remove("REPORTEDIP_CONFIG")
+            .env_remove("REPORTEDIP_SYSLOG_SOCKET")
+            .env_remove("HTTP_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy");
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        run_command(self.command(args))
+    }
+
+    /// Reports waiting in the spool.
+    pub fn spooled(&self) -> usize {
+        fs::read_dir(self.spool_dir()).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    name.ends_with(".json") && !name.starts_with('.')
+                })
+                .count()
+        })
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        let text = fs::read_to_string(self.state_dir().join("state.json")).unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Ends the backoff window, as if its time had passed.
+    pub fn end_backoff(&self) {
+        let path = self.state_dir().join("state.json");
+        let mut state = self.state();
+        state["backoff_until"] = 0.into();
+        fs::write(path, state.to_string()).unwrap();
+    }
+
+    /// Waits (bounded) until no background sender holds the sender lock.
+    pub fn wait_sender_idle(&self) {
+        let lock = self.state_dir().join("sender.lock");
+        let Ok(file) = fs::OpenOptions::new().write(true).open(lock) else {
+            return;
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = file.lock();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(RUN_LIMIT)
+            .expect("background sender still running");
+    }
+}
+
+/// Runs a command with no stdin and a hard limit; a run that overstays is killed and fails.
+pub fn run_command(mut cmd: Command) -> Run {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let child = cmd.spawn().expect("spawn binary");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output: Output = match rx.recv_timeout(RUN_LIMIT) {
+        Ok(result) => result.expect("wait for binary"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("binary ran longer than {RUN_LIMIT:?}");
+        }
+    };
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    }
+}
