@@ -250,6 +250,7 @@ impl Drop for FakeApi {
 }
 
 fn serve(stream: TcpStream, connection: usize, inner: &Inner) {
+    let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(s) => s,
@@ -284,10 +285,12 @@ fn serve(stream: TcpStream, connection: usize, inner: &Inner) {
                     head.push_str(&format!("{k}: {v}\r\n"));
                 }
                 head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-                if writer.write_all(head.as_bytes()).is_err() {
+                // One write: split head and body would meet Nagle and delayed ACK (40 ms).
+                let mut message = head.into_bytes();
+                message.extend_from_slice(&body);
+                if writer.write_all(&message).is_err() {
                     return;
                 }
-                let _ = writer.write_all(&body);
                 if request
                     .header("connection")
                     .is_some_and(|v| v.eq_ignore_ascii_case("close"))
