@@ -20,6 +20,8 @@ pub const DEFAULT_API_URL: &str = "https://reportedip.com/wp-json/reportedip/v2"
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/reportedip-report";
 pub const DEFAULT_COMMENT: &str = "fail2ban {jail}: {failures} failed attempts";
 pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
+/// The key in the packaged example config; it means "not configured yet".
+pub const PLACEHOLDER_KEY: &str = "PASTE-YOUR-API-KEY-HERE";
 /// Environment variable that overrides `api_key` for one-off shell use.
 pub const KEY_ENV: &str = "REPORTEDIP_API_KEY";
 
@@ -84,6 +86,8 @@ pub struct Config {
     /// Whether `path` existed; without it every setting is a default.
     pub file_found: bool,
     pub api_key: Option<SecretString>,
+    /// The packaged example's placeholder is still there: no key, but a clearer message.
+    pub key_is_placeholder: bool,
     pub api_url: String,
     pub timeout: Duration,
     pub categories: Option<Categories>,
@@ -104,6 +108,7 @@ impl Config {
             path: path.to_path_buf(),
             file_found: false,
             api_key: None,
+            key_is_placeholder: false,
             api_url: DEFAULT_API_URL.to_string(),
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
             categories: None,
@@ -120,11 +125,19 @@ impl Config {
 
     /// The key, or the error that tells the operator where to put it.
     pub fn require_key(&self) -> Result<&SecretString, ConfigError> {
-        self.api_key
-            .as_ref()
-            .ok_or_else(|| ConfigError::MissingKey {
+        if let Some(key) = &self.api_key {
+            return Ok(key);
+        }
+        if self.key_is_placeholder {
+            return Err(ConfigError::Invalid {
                 path: self.path.clone(),
-            })
+                key: "api_key".into(),
+                reason: "is still the placeholder; paste your key from reportedip.com".into(),
+            });
+        }
+        Err(ConfigError::MissingKey {
+            path: self.path.clone(),
+        })
     }
 
     /// Fills the comment template; unknown placeholders were refused at load time.
@@ -226,8 +239,10 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     };
     let mut config = Config::defaults(path);
     config.file_found = true;
-    if let Some(key) = raw.api_key {
-        config.api_key = Some(check_key(path, key)?);
+    match raw.api_key {
+        Some(key) if key.trim() == PLACEHOLDER_KEY => config.key_is_placeholder = true,
+        Some(key) => config.api_key = Some(check_key(path, key)?),
+        None => {}
     }
     if let Some(url) = raw.api_url {
         config.api_url = check_api_url(&url).map_err(|reason| invalid("api_url", reason))?;
@@ -474,6 +489,14 @@ my-webapp = "18,21"
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn placeholder_key_counts_as_missing_with_its_own_message() {
+        let config = parse_text("api_key = \"PASTE-YOUR-API-KEY-HERE\"").unwrap();
+        assert!(config.api_key.is_none());
+        let err = config.require_key().unwrap_err().to_string();
+        assert!(err.contains("still the placeholder"), "{err}");
     }
 
     #[test]

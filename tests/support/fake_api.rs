@@ -220,6 +220,18 @@ impl FakeApi {
             .collect()
     }
 
+    pub fn request_count(&self) -> usize {
+        self.inner.requests.lock().unwrap().len()
+    }
+
+    pub fn accepted_count(&self) -> usize {
+        let requests = self.inner.requests.lock().unwrap();
+        requests
+            .iter()
+            .filter(|r| r.path.ends_with("/report") && (200..300).contains(&r.answered))
+            .count()
+    }
+
     pub fn connections(&self) -> usize {
         self.inner.connections.load(Ordering::SeqCst)
     }

@@ -1,0 +1,65 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_reportedip_report_global_optspecs
+    string join \n c/config= h/help V/version
+end
+
+function __fish_reportedip_report_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_reportedip_report_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_reportedip_report_using_subcommand
+    set -l cmd (__fish_reportedip_report_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -s c -l config -d 'Configuration file' -r -F
+complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -s V -l version -d 'Print version'
+complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "report" -d 'Report an attacking IP address (what fail2ban\'s actionban runs)'
+complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "verify-key" -d 'Check the config and the API key; show the key\'s permissions and daily report usage'
+complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "flush" -d 'Deliver spooled reports now, oldest first, in the foreground'
+complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "status" -d 'Show the spool, backoff and last outcomes'
+complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "categories" -d 'List the category IDs and names'
+complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "send-spool" -d 'Deliver the spool in the background (started by `report`)'
+complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand report" -l categories -d 'Comma-separated category IDs or names, e.g. `18,22` or `ssh,brute-force` [default: the jail\'s categories, then `categories` in the config]' -r
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand report" -l jail -d 'fail2ban jail name (picks default categories and fills the comment)' -r
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand report" -l failures -d 'Number of failures that led to the ban (fills the comment)' -r
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand report" -l comment -d 'Comment sent with the report instead of the config\'s template' -r
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand report" -s c -l config -d 'Configuration file' -r -F
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand report" -l queue -d 'Queue the report and return at once; a background sender delivers it'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand report" -l dry-run -d 'Validate and print what would be sent; no network, no state change'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand report" -l strict -d 'Exit with a non-zero status when the report was not delivered (for scripts)'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand report" -l json -d 'Print one JSON object describing the outcome on stdout'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand report" -s h -l help -d 'Print help'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand verify-key" -s c -l config -d 'Configuration file' -r -F
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand verify-key" -l json -d 'Print one JSON object instead of text'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand verify-key" -s h -l help -d 'Print help'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand flush" -s c -l config -d 'Configuration file' -r -F
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand flush" -s h -l help -d 'Print help'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand status" -s c -l config -d 'Configuration file' -r -F
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand status" -l json -d 'Print one JSON object instead of text'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand status" -s h -l help -d 'Print help'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand categories" -s c -l config -d 'Configuration file' -r -F
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand categories" -s h -l help -d 'Print help'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand send-spool" -s c -l config -d 'Configuration file' -r -F
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand send-spool" -s h -l help -d 'Print help'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status categories send-spool help" -f -a "report" -d 'Report an attacking IP address (what fail2ban\'s actionban runs)'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status categories send-spool help" -f -a "verify-key" -d 'Check the config and the API key; show the key\'s permissions and daily report usage'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status categories send-spool help" -f -a "flush" -d 'Deliver spooled reports now, oldest first, in the foreground'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status categories send-spool help" -f -a "status" -d 'Show the spool, backoff and last outcomes'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status categories send-spool help" -f -a "categories" -d 'List the category IDs and names'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status categories send-spool help" -f -a "send-spool" -d 'Deliver the spool in the background (started by `report`)'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status categories send-spool help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,129 @@
+//! The man page and shell completions are generated from the clap definition. The committed
+//! copies under `dist/` must match; `UPDATE_GENERATED=1 cargo test --test generated` rewrites
+//! them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+use reportedip_report::cli::Cli;
+
+const NAME: &str = "reportedip-report";
+
+fn check(relative: &str, generated: &[u8]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    if std::env::var("UPDATE_GENERATED").as_deref() == Ok("1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, generated).unwrap();
+        return;
+    }
+    let committed = std::fs::read(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{relative} is stale: run `UPDATE_GENERATED=1 cargo test --test generated` and commit"
+    );
+}
+
+fn section(roff: &mut String, title: &str, body: &str) {
+    roff.push_str(&format!(".SH \"{title}\"\n{body}\n"));
+}
+
+fn man_page() -> Vec<u8> {
+    let cmd = Cli::command();
+    let man = clap_mangen::Man::new(cmd.clone()).date("2026-11-30");
+    let mut out = Vec::new();
+    man.render_title(&mut out).unwrap();
+    man.render_name_section(&mut out).unwrap();
+    man.render_synopsis_section(&mut out).unwrap();
+    man.render_description_section(&mut out).unwrap();
+    man.render_options_section(&mut out).unwrap();
+    // One section lists every command with its options, instead of pointing to per-command
+    // pages that are not shipped.
+    let mut roff = String::from(".SH COMMANDS\n");
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        roff.push_str(&format!(".SS \"{}\"\n{about}\n", sub.get_name()));
+        let mut options = Vec::new();
+        clap_mangen::Man::new(sub.clone())
+            .render_options_section(&mut options)
+            .unwrap();
+        let options = String::from_utf8(options).unwrap();
+        roff.push_str(&options.replacen(".SH OPTIONS\n", "", 1));
+    }
+    section(
+        &mut roff,
+        "EXIT STATUS",
+        "\\fBreport\\fR exits 0 in every case unless \\fB\\-\\-strict\\fR is given, so that a \
+         failed report never delays or repeats a fail2ban ban. With \\fB\\-\\-strict\\fR, and for \
+         the other commands:\n.TP\n0\nsent, deliberately skipped (cooldown, non\\-global address, \
+         ignore list), or done\n.TP\n1\nnot delivered now: kept in the spool for retry\n.TP\n2\n\
+         usage error or invalid input\n.TP\n3\nthe API rejected the report (HTTP 400/422)\n.TP\n4\n\
+         the key was refused or may not report\n.TP\n5\nconfiguration error",
+    );
+    section(
+        &mut roff,
+        "FILES",
+        ".TP\n/etc/reportedip/reportedip.toml\nConfiguration with the API key; must be mode 0600 \
+         (not group\\- or world\\-accessible) and owned by the user or root.\n.TP\n\
+         /var/lib/reportedip\\-report\nDefault state_dir: spool/, set\\-aside/, state.json \
+         (backoff, cooldown, counters), lock files.\n.TP\n/etc/fail2ban/action.d/reportedip.conf\n\
+         The fail2ban action.",
+    );
+    section(
+        &mut roff,
+        "ENVIRONMENT",
+        ".TP\nREPORTEDIP_CONFIG\nConfiguration file, as \\fB\\-\\-config\\fR.\n.TP\n\
+         REPORTEDIP_API_KEY\nOverrides api_key for one\\-off shell use. There is no option that \
+         takes the key.\n.TP\nREPORTEDIP_SYSLOG_SOCKET\nSyslog socket instead of /dev/log.",
+    );
+    section(
+        &mut roff,
+        "EXAMPLES",
+        "Show what would be sent, without config or network:\n.PP\n.RS\n\
+         reportedip\\-report report \\-\\-dry\\-run \\-\\-jail sshd \\-\\-failures 5 \\-\\- 45.155.205.233\n\
+         .RE\n.PP\nWhat the fail2ban action runs:\n.PP\n.RS\n\
+         reportedip\\-report report \\-\\-queue \\-\\-categories \"\" \\-\\-jail sshd \\-\\-failures 5 \
+         \\-\\- 45.155.205.233\n.RE\n.PP\nCheck the key, then the spool:\n.PP\n.RS\n\
+         reportedip\\-report verify\\-key\n.br\nreportedip\\-report status\n.RE",
+    );
+    out.extend_from_slice(roff.as_bytes());
+    man.render_version_section(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn man_page_is_current() {
+    let page = man_page();
+    let text = String::from_utf8(page.clone()).unwrap();
+    for heading in ["EXIT STATUS", "FILES", "ENVIRONMENT", "EXAMPLES"] {
+        assert!(
+            text.contains(&format!(".SH \"{heading}\"")),
+            "{heading} missing"
+        );
+    }
+    assert!(text.contains(".SS \"report\"") && text.contains("\\-\\-dry\\-run"));
+    check("dist/reportedip-report.1", &page);
+}
+
+#[test]
+fn completions_are_current() {
+    for (shell, file) in [
+        (Shell::Bash, "dist/completions/reportedip-report.bash"),
+        (Shell::Zsh, "dist/completions/_reportedip-report"),
+        (Shell::Fish, "dist/completions/reportedip-report.fish"),
+    ] {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), NAME, &mut out);
+        check(file, &out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("verify-key") && text.contains("dry-run"),
+            "{shell}"
+        );
+    }
+}
