@@ -140,7 +140,7 @@ impl Client {
         Self {
             agent: config.into(),
             base: base.to_string(),
-            key: key.clone(),
+            key,
             timeout,
         }
     }

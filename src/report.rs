@@ -1,6 +1,7 @@
 //! The `report` pipeline: validate, apply policy and cooldown, then deliver directly or hand
 //! the report to the spool, always ending in one [`Outcome`].
 
+use std::cell::OnceCell;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use crate::clock::{self, Clock};
 use crate::config::{Config, ConfigError};
 use crate::log::Logger;
 use crate::outcome::{Outcome, Status, exit, sent_line, waiting_suffix};
+use crate::secret::SecretString;
 use crate::sender;
 use crate::spool::SpooledReport;
 use crate::state::{Locked, StateDir};
@@ -150,12 +152,12 @@ pub fn run(config: Result<Config, ConfigError>, args: &ReportArgs, clock: Clock)
             None
         }
     };
-    let client = Client::new(&config.api_url, key, config.timeout);
     let pipeline = Pipeline {
         config: &config,
         log: &log,
         state,
-        client,
+        key,
+        client: OnceCell::new(),
         clock,
         pending: Arc::new(Mutex::new(None)),
     };
@@ -207,13 +209,21 @@ struct Pipeline<'a> {
     config: &'a Config,
     log: &'a Logger,
     state: Option<StateDir>,
-    client: Client,
+    key: SecretString,
+    /// Built on the first request: skipped and queued reports need no HTTP client.
+    client: OnceCell<Client>,
     clock: Clock,
     /// The report while it is in flight, for the watchdog to keep if the request hangs.
     pending: Arc<Mutex<Option<SpooledReport>>>,
 }
 
 impl Pipeline<'_> {
+    fn client(&self) -> &Client {
+        self.client.get_or_init(|| {
+            Client::new(&self.config.api_url, self.key.clone(), self.config.timeout)
+        })
+    }
+
     fn deliver(&self, report: &Prepared, queue: bool) -> Outcome {
         let now = (self.clock)();
         let Some(state) = &self.state else {
@@ -405,7 +415,7 @@ impl Pipeline<'_> {
                 Status::WrongUrl,
                 format!(
                     "{} not found ({msg}); check api_url in {config}",
-                    self.client.report_url()
+                    self.client().report_url()
                 ),
                 None,
             ),
@@ -418,7 +428,7 @@ impl Pipeline<'_> {
         if let Ok(mut pending) = self.pending.lock() {
             *pending = Some(report.spooled(now));
         }
-        let delivery = self.client.send_report(
+        let delivery = self.client().send_report(
             &report.ip.to_string(),
             &report.categories.to_string(),
             &report.comment,

@@ -132,7 +132,7 @@ impl Reply {
 }
 
 /// Decides the reply from the request and its 0-based index among all requests.
-pub type Handler = Box<dyn Fn(&Request, usize) -> Reply + Send + Sync>;
+pub type Handler = Arc<dyn Fn(&Request, usize) -> Reply + Send + Sync>;
 
 /// The documented happy path: reports succeed, the key is valid, anything else is 404.
 pub fn documented_api(request: &Request, index: usize) -> Reply {
@@ -176,7 +176,7 @@ impl FakeApi {
         let inner = Arc::new(Inner {
             requests: Mutex::new(Vec::new()),
             arrived: Condvar::new(),
-            handler: Mutex::new(Box::new(handler)),
+            handler: Mutex::new(Arc::new(handler)),
             connections: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
         });
@@ -196,7 +196,7 @@ impl FakeApi {
     }
 
     pub fn set_handler(&self, handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) {
-        *self.inner.handler.lock().unwrap() = Box::new(handler);
+        *self.inner.handler.lock().unwrap() = Arc::new(handler);
     }
 
     /// Base URL, as `api_url` in the config.
@@ -275,11 +275,10 @@ fn serve(stream: TcpStream, connection: usize, inner: &Inner) {
             return;
         };
         request.connection = connection;
-        let reply = {
-            let handler = inner.handler.lock().unwrap();
-            let index = inner.requests.lock().unwrap().len();
-            handler(&request, index)
-        };
+        // The handler runs unlocked, so a slow answer on one connection delays no other.
+        let handler = Arc::clone(&inner.handler.lock().unwrap());
+        let index = inner.requests.lock().unwrap().len();
+        let reply = handler(&request, index);
         request.answered = match &reply {
             Reply::Http { status, .. } => *status,
             _ => 0,

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Benchmark reportedip-report against the curl line it replaces, on a loopback fake API.
+#
+#   bash benches/compare.sh            # writes benches/RESULTS.md and prints it
+#
+# Needs: hyperfine, curl, /usr/bin/time (Debian packages hyperfine, curl, time) and python3
+# for the arithmetic. Starts its own fake APIs (cargo example `fake-api`) on 127.0.0.1 and
+# stops them at the end. Takes about three minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for tool in hyperfine curl /usr/bin/time python3; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install hyperfine curl time)" >&2; exit 1; }
+done
+
+cargo build --release --locked -q
+cargo build --release --locked -q --example fake-api
+BIN=$PWD/target/release/reportedip-report
+FAKE=$PWD/target/release/examples/fake-api
+OUT=${RESULTS:-$PWD/benches/RESULTS.md}
+RUNS=${RUNS:-30}
+
+W=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # Background senders of the queued scenarios end on their own; give them no API to wait on.
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+start_fake() { # name mode
+  "$FAKE" --mode "$2" --port-file "$W/$1.url" --count-file "$W/$1.count" --seconds 1200 >/dev/null &
+  pids+=($!)
+  for _ in $(seq 100); do [ -s "$W/$1.url" ] && return; sleep 0.05; done
+  echo "fake API $1 did not start" >&2; exit 1
+}
+config() { # name fake
+  printf 'api_key = "bench-key"\napi_url = "%s"\nstate_dir = "%s/state-%s"\nsyslog = false\ncooldown = 0\ntimeout = 10\n' \
+    "$(cat "$W/$2.url")" "$W" "$1" > "$W/$1.toml"
+  chmod 600 "$W/$1.toml"
+  echo "$W/$1.toml"
+}
+curl_line() { # fake
+  echo "curl -s -o /dev/null -m 10 -X POST -H 'X-Key: bench-key' -H 'Accept: application/json' \
+--data-urlencode ip=45.155.205.233 --data-urlencode categories=18,22 \
+--data-urlencode 'comment=fail2ban sshd: 5 failed attempts' $(cat "$W/$1.url")/report"
+}
+median_ms() { # hyperfine json -> median of command N, in ms
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][int(sys.argv[2])]; print("%.2f" % (r["median"]*1000))' "$1" "$2"
+}
+now_ns() { date +%s%N; }
+
+start_fake up up
+start_fake slow slow
+start_fake hole blackhole
+start_fake burst up
+
+REPORT="report --jail sshd --failures 5 -- 45.155.205.233"
+
+echo "1/5 one direct report (API up)" >&2
+direct=$(config direct up)
+hyperfine -N -w 3 -r "$RUNS" --export-json "$W/direct.json" \
+  "$BIN -c $direct $REPORT" "$(curl_line up)" >/dev/null
+ours_direct=$(median_ms "$W/direct.json" 0)
+curl_direct=$(median_ms "$W/direct.json" 1)
+# Peak RSS, runs interleaved so that both see the same machine state.
+: > "$W/rss-ours"; : > "$W/rss-curl"
+for _ in $(seq "$RUNS"); do
+  /usr/bin/time -f %M -a -o "$W/rss-ours" "$BIN" -c "$direct" $REPORT 2>/dev/null
+  /usr/bin/time -f %M -a -o "$W/rss-curl" bash -c "exec $(curl_line up)"
+done
+median_file() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+ours_rss=$(median_file "$W/rss-ours")
+curl_rss=$(median_file "$W/rss-curl")
+
+echo "2/5 ban-path time of report --queue (API up, slow, blackholed)" >&2
+declare -A queue curlban
+for mode in up slow hole; do
+  cfg=$(config "queue-$mode" "$mode")
+  hyperfine -N -w 3 -r "$RUNS" --export-json "$W/queue-$mode.json" \
+    "$BIN -c $cfg report --queue --jail sshd --failures 5 -- 45.155.205.233" >/dev/null
+  queue[$mode]=$(median_ms "$W/queue-$mode.json" 0)
+done
+curlban[up]=$curl_direct
+hyperfine -N -r 5 --export-json "$W/curl-slow.json" "$(curl_line slow)" >/dev/null
+curlban[slow]=$(median_ms "$W/curl-slow.json" 0)
+hyperfine -N -i -r 3 --export-json "$W/curl-hole.json" "$(curl_line hole)" >/dev/null
+curlban[hole]=$(median_ms "$W/curl-hole.json" 0)
+
+echo "3/5 100 direct reports while the API blackholes" >&2
+cfg=$(config hundred hole)
+t0=$(now_ns)
+for n in $(seq 100); do "$BIN" -c "$cfg" report --jail sshd -- "45.155.1.$n" 2>/dev/null; done
+ours_hundred=$(( ($(now_ns) - t0) / 1000000 ))
+# 100 curl runs would take 100 x 10 s; the per-run cost is measured (3 runs) and multiplied.
+curl_hundred=$(python3 -c "print(round(${curlban[hole]} * 100))")
+
+echo "4/5 burst of 1000 queued reports until the API has them all" >&2
+cfg=$(config burst burst)
+t0=$(now_ns)
+for n in $(seq 1000); do
+  "$BIN" -c "$cfg" report --queue --categories 18 -- "45.155.$((n / 250)).$((n % 250 + 1))" 2>/dev/null
+done
+while [ "$(cat "$W/burst.count" 2>/dev/null || echo 0)" -lt 1000 ]; do sleep 0.01; done
+ours_burst=$(( ($(now_ns) - t0) / 1000000 ))
+t0=$(now_ns)
+for n in $(seq 1000); do bash -c "exec $(curl_line up)"; done
+curl_burst=$(( ($(now_ns) - t0) / 1000000 ))
+
+echo "5/5 dry-run start-up and binary size" >&2
+hyperfine -N -w 5 -r 100 --export-json "$W/dry.json" \
+  "$BIN -c /nonexistent report --dry-run --jail sshd -- 45.155.205.233" >/dev/null
+ours_dry=$(median_ms "$W/dry.json" 0)
+size=$(stat -c %s "$BIN")
+
+ratio() { python3 -c "print('%.2g' % ($1 / $2))"; }
+cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)
+{
+  echo "# Benchmark results"
+  echo
+  echo "Produced by \`bash benches/compare.sh\` on $(date -u +%Y-%m-%d): $(nproc) cores ($cpu),"
+  echo "$(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r), $(curl --version | head -n 1 | cut -d' ' -f1-2),"
+  echo "$(hyperfine --version). reportedip-report $("$BIN" --version | cut -d' ' -f2), release profile."
+  echo "Loopback fake API (plain HTTP on 127.0.0.1; the real API adds a TLS handshake to both)."
+  echo "Times are medians of $RUNS runs unless noted; lower ratio is better for us."
+  echo
+  echo "| measurement | reportedip-report | curl line | ratio ours/curl | target |"
+  echo "|---|---:|---:|---:|---|"
+  echo "| 1. one direct report, wall time | ${ours_direct} ms | ${curl_direct} ms | $(ratio "$ours_direct" "$curl_direct") | ≤ 0.5 |"
+  echo "| 1. one direct report, peak RSS | ${ours_rss} KiB | ${curl_rss} KiB | $(ratio "$ours_rss" "$curl_rss") | ≤ 1.0 |"
+  echo "| 2. ban path, API up (\`--queue\` vs curl) | ${queue[up]} ms | ${curlban[up]} ms | $(ratio "${queue[up]}" "${curlban[up]}") | ≤ 5 ms |"
+  echo "| 2. ban path, API slow (1 s per answer) | ${queue[slow]} ms | ${curlban[slow]} ms (5 runs) | $(ratio "${queue[slow]}" "${curlban[slow]}") | ≤ 5 ms |"
+  echo "| 2. ban path, API blackholed | ${queue[hole]} ms | ${curlban[hole]} ms (3 runs) | $(ratio "${queue[hole]}" "${curlban[hole]}") | ≤ 5 ms |"
+  echo "| 3. 100 direct reports, API blackholed, total | ${ours_hundred} ms | ${curl_hundred} ms (100 × measured run) | $(ratio "$ours_hundred" "$curl_hundred") | ≤ 15000 ms |"
+  echo "| 4. 1000 queued reports until all received | ${ours_burst} ms | ${curl_burst} ms (1000 runs) | $(ratio "$ours_burst" "$curl_burst") | < curl |"
+  echo "| 5. \`report --dry-run\` start-up | ${ours_dry} ms | | | |"
+  echo "| 5. release binary size | $size bytes | | | ≤ 2500000 |"
+} > "$OUT"
+cat "$OUT"
