@@ -404,3 +404,45 @@ fn a_success_starts_a_sender_for_waiting_reports() {
     assert_eq!(env.spooled(), 0);
     assert_eq!(accepted_per_ip(&env.api).len(), 4);
 }
+
+#[test]
+fn used_up_quota_stops_the_sender_until_reset() {
+    let reset = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let api = FakeApi::start_with(move |req, index| {
+        let remaining = if index == 0 { "1" } else { "0" };
+        match support::fake_api::documented_api(req, index) {
+            reply @ Reply::Http { .. } => reply
+                .with_header("X-RateLimit-Limit", "50")
+                .with_header("X-RateLimit-Remaining", remaining)
+                .with_header("X-RateLimit-Reset", &reset.to_string()),
+            other => other,
+        }
+    });
+    let env = TestEnv::with_api("quota", api);
+    // Two reports wait while a backoff holds the sender; then the window ends.
+    let mut state = serde_json::json!({ "backoff_until": reset });
+    std::fs::create_dir_all(env.spool_dir()).unwrap();
+    std::fs::write(env.state_dir().join("state.json"), state.to_string()).unwrap();
+    for n in 0..3 {
+        env.run(&["report", "--queue", "--categories", "18", "--", &ip(n)]);
+    }
+    assert_eq!(env.spooled(), 3);
+    state["backoff_until"] = 0.into();
+    std::fs::write(env.state_dir().join("state.json"), state.to_string()).unwrap();
+    env.run(&["report", "--queue", "--categories", "18", "--", &ip(3)]);
+    assert!(env.api.wait_until(WAIT, |reqs| reqs.len() >= 2));
+    env.wait_sender_idle();
+    assert_eq!(
+        env.api.requests().len(),
+        2,
+        "the sender stopped when the quota was used up"
+    );
+    let status = env.run(&["status", "--json"]).json();
+    assert_eq!(status["backoff"]["until_epoch"], reset);
+    assert_eq!(status["backoff"]["reason"], "daily report quota used up");
+    assert_eq!(status["waiting"], 2);
+}
