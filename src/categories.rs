@@ -102,6 +102,14 @@ pub struct Categories(Vec<u8>);
 impl Categories {
     /// Parses `18,22`, `ssh, Brute-Force` or a mix; names are matched case-insensitively
     /// with any run of spaces or punctuation treated as one hyphen.
+    ///
+    /// ```
+    /// use reportedip_report::categories::Categories;
+    ///
+    /// let cats = Categories::parse("ssh, Brute-Force, 18").unwrap();
+    /// assert_eq!(cats.to_string(), "22,18");
+    /// assert!(Categories::parse("18,99").is_err());
+    /// ```
     pub fn parse(list: &str) -> Result<Self, CategoryError> {
         Self::from_items(list.split(',').map(str::trim).filter(|s| !s.is_empty()))
     }
