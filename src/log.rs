@@ -37,13 +37,6 @@ impl Logger {
         }
     }
 
-    pub fn stderr_only() -> Self {
-        Self {
-            to_stderr: true,
-            syslog: None,
-        }
-    }
-
     pub fn info(&self, line: &str) {
         self.emit(Level::Info, line);
     }

@@ -154,10 +154,6 @@ impl StateDir {
         }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     pub fn spool(&self) -> Spool {
         Spool::new(self.root.join("spool"), self.root.join("set-aside"))
     }

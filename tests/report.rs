@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use support::fake_api::API_PATH;
-use support::{FakeApi, KEY, Reply, Run, TestEnv};
+use support::{FakeApi, KEY, Reply, Run, TestEnv, epoch_now};
 
 const IP: &str = "45.155.205.233";
 
@@ -135,13 +135,9 @@ fn categories_come_from_config_jail_table_then_default() {
     assert_eq!(got, ["18,21", "22", "15,18", "15"]);
 }
 
-fn api_answering(tag: &str, reply: Reply) -> TestEnv {
-    TestEnv::with_api(tag, FakeApi::start_with(move |_, _| reply.clone()))
-}
-
 #[test]
 fn ip_whitelisted_is_rejected_not_retried() {
-    let env = api_answering(
+    let env = TestEnv::answering(
         "whitelisted",
         Reply::wp_error(400, "ip_whitelisted", "This IP address is whitelisted"),
     );
@@ -161,7 +157,7 @@ fn ip_whitelisted_is_rejected_not_retried() {
 
 #[test]
 fn invalid_param_is_rejected() {
-    let env = api_answering(
+    let env = TestEnv::answering(
         "invalidparam",
         Reply::wp_error(
             400,
@@ -180,7 +176,7 @@ fn invalid_param_is_rejected() {
 
 #[test]
 fn unprocessable_is_rejected() {
-    let env = api_answering("422", Reply::json(422, "{}"));
+    let env = TestEnv::answering("422", Reply::json(422, "{}"));
     assert_eq!(
         report(&env, &["--categories", "18", "--strict", "--", IP]).code,
         3
@@ -190,7 +186,7 @@ fn unprocessable_is_rejected() {
 #[test]
 fn key_problems_keep_the_report() {
     for (status, code) in [(401, "rest_forbidden"), (403, "domain_limit_exceeded")] {
-        let env = api_answering("key", Reply::wp_error(status, code, "Invalid API key"));
+        let env = TestEnv::answering("key", Reply::wp_error(status, code, "Invalid API key"));
         let run = report(&env, &["--categories", "18", "--strict", "--", IP]);
         assert_eq!(run.code, 4, "{status}: {}", run.stderr);
         assert!(run.stderr.contains("API key refused"), "{}", run.stderr);
@@ -210,7 +206,7 @@ fn key_problems_keep_the_report() {
 
 #[test]
 fn not_found_means_wrong_api_url_and_keeps_the_report() {
-    let env = api_answering("404", Reply::wp_error(404, "rest_no_route", "No route"));
+    let env = TestEnv::answering("404", Reply::wp_error(404, "rest_no_route", "No route"));
     let run = report(&env, &["--categories", "18", "--strict", "--", IP]);
     assert_eq!(run.code, 5);
     assert!(run.stderr.contains("check api_url"), "{}", run.stderr);
@@ -219,12 +215,12 @@ fn not_found_means_wrong_api_url_and_keeps_the_report() {
 
 #[test]
 fn too_many_requests_keeps_the_report_until_retry_after() {
-    let env = api_answering(
+    let env = TestEnv::answering(
         "429",
         Reply::wp_error(429, "rate_limited", "Daily report limit reached")
             .with_header("Retry-After", "120"),
     );
-    let before = now();
+    let before = epoch_now();
     let run = report(&env, &["--categories", "18", "--strict", "--", IP]);
     assert_eq!(run.code, 1);
     assert!(
@@ -235,14 +231,14 @@ fn too_many_requests_keeps_the_report_until_retry_after() {
     assert_eq!(env.spooled(), 1);
     let until = env.state()["backoff_until"].as_u64().unwrap();
     assert!(
-        (before + 120..=now() + 120).contains(&until),
+        (before + 120..=epoch_now() + 120).contains(&until),
         "{until} vs {before}"
     );
 }
 
 #[test]
 fn server_error_keeps_the_report() {
-    let env = api_answering(
+    let env = TestEnv::answering(
         "500",
         Reply::json(500, "{\"code\":\"internal\",\"message\":\"oops\"}"),
     );
@@ -266,7 +262,7 @@ fn server_error_keeps_the_report() {
 fn redirect_is_not_followed_and_the_key_stays_home() {
     let elsewhere = FakeApi::start_on("127.0.0.2:0", support::fake_api::documented_api);
     let location = format!("{}/report", elsewhere.url());
-    let env = api_answering(
+    let env = TestEnv::answering(
         "redirect",
         Reply::json(301, "").with_header("Location", &location),
     );
@@ -316,7 +312,7 @@ fn connection_refused_is_kept_quickly() {
 
 #[test]
 fn silent_server_ends_within_the_deadline() {
-    let env = api_answering("hang", Reply::Hang);
+    let env = TestEnv::answering("hang", Reply::Hang);
     let run = report(&env, &["--categories", "18", "--strict", "--", IP]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("timeout after 2 s"), "{}", run.stderr);
@@ -330,7 +326,7 @@ fn silent_server_ends_within_the_deadline() {
 
 #[test]
 fn trickling_server_ends_within_the_deadline() {
-    let env = api_answering("trickle", Reply::Trickle);
+    let env = TestEnv::answering("trickle", Reply::Trickle);
     let run = report(&env, &["--categories", "18", "--", IP]);
     assert_eq!(run.code, 0);
     assert!(run.stderr.contains("timeout after 2 s"), "{}", run.stderr);
@@ -340,7 +336,7 @@ fn trickling_server_ends_within_the_deadline() {
 
 #[test]
 fn malformed_success_body_still_counts_as_sent() {
-    let env = api_answering("malformed", Reply::json(200, "<html>oops</html>"));
+    let env = TestEnv::answering("malformed", Reply::json(200, "<html>oops</html>"));
     let run = report(&env, &["--categories", "18", "--strict", "--", IP]);
     assert_eq!(
         run.code, 0,
@@ -356,7 +352,7 @@ fn oversized_body_is_cut_off() {
         "{{\"data\":{{\"reportId\":\"{}\"}}}}",
         "9".repeat(3 * 1024 * 1024)
     );
-    let env = api_answering("huge", Reply::json(200, &huge));
+    let env = TestEnv::answering("huge", Reply::json(200, &huge));
     let run = report(&env, &["--categories", "18", "--strict", "--", IP]);
     assert_eq!(run.code, 0);
     assert!(
@@ -374,7 +370,7 @@ fn oversized_body_is_cut_off() {
 #[test]
 fn huge_error_body_is_not_echoed() {
     let huge = "x".repeat(2 * 1024 * 1024);
-    let env = api_answering("hugeerr", Reply::json(400, &huge));
+    let env = TestEnv::answering("hugeerr", Reply::json(400, &huge));
     let run = report(&env, &["--categories", "18", "--strict", "--", IP]);
     assert_eq!(run.code, 3);
     assert!(run.stderr.len() < 4096, "{} bytes", run.stderr.len());
@@ -619,11 +615,4 @@ fn closed_stdout_does_not_change_the_exit_code() {
     drop(child.stdout.take());
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert_eq!(env.api.requests().len(), 1);
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }

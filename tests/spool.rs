@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use support::{FakeApi, Reply, TestEnv, run_command};
+use support::{FakeApi, Reply, TestEnv, epoch_now, run_command};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -195,10 +195,7 @@ fn retry_after_holds_further_sends() {
     let status = env.run(&["status", "--json"]).json();
     assert_eq!(status["backoff"]["active"], true);
     let until = status["backoff"]["until_epoch"].as_u64().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = epoch_now();
     assert!(until > now + 250 && until <= now + 300, "{until} vs {now}");
     assert_eq!(status["waiting"], 9);
 
@@ -407,11 +404,7 @@ fn a_success_starts_a_sender_for_waiting_reports() {
 
 #[test]
 fn used_up_quota_stops_the_sender_until_reset() {
-    let reset = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
+    let reset = epoch_now() + 3600;
     let api = FakeApi::start_with(move |req, index| {
         let remaining = if index == 0 { "1" } else { "0" };
         match support::fake_api::documented_api(req, index) {
@@ -424,15 +417,12 @@ fn used_up_quota_stops_the_sender_until_reset() {
     });
     let env = TestEnv::with_api("quota", api);
     // Two reports wait while a backoff holds the sender; then the window ends.
-    let mut state = serde_json::json!({ "backoff_until": reset });
-    std::fs::create_dir_all(env.spool_dir()).unwrap();
-    std::fs::write(env.state_dir().join("state.json"), state.to_string()).unwrap();
+    env.set_backoff_until(reset);
     for n in 0..3 {
         env.run(&["report", "--queue", "--categories", "18", "--", &ip(n)]);
     }
     assert_eq!(env.spooled(), 3);
-    state["backoff_until"] = 0.into();
-    std::fs::write(env.state_dir().join("state.json"), state.to_string()).unwrap();
+    env.end_backoff();
     env.run(&["report", "--queue", "--categories", "18", "--", &ip(3)]);
     assert!(env.api.wait_until(WAIT, |reqs| reqs.len() >= 2));
     env.wait_sender_idle();

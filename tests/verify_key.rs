@@ -5,11 +5,7 @@
 mod support;
 
 use support::fake_api::API_PATH;
-use support::{FakeApi, KEY, Reply, TestEnv};
-
-fn with_reply(tag: &str, reply: Reply) -> TestEnv {
-    TestEnv::with_api(tag, FakeApi::start_with(move |_, _| reply.clone()))
-}
+use support::{KEY, Reply, TestEnv};
 
 #[test]
 fn valid_key_shows_name_role_permissions_and_usage() {
@@ -54,7 +50,7 @@ fn json_output_carries_the_fields() {
 
 #[test]
 fn key_with_report_limit_zero_is_warned_about() {
-    let env = with_reply(
+    let env = TestEnv::answering(
         "vk-zero",
         Reply::json(
             200,
@@ -79,7 +75,7 @@ fn key_with_report_limit_zero_is_warned_about() {
 
 #[test]
 fn unlimited_key_reads_naturally() {
-    let env = with_reply(
+    let env = TestEnv::answering(
         "vk-unlimited",
         Reply::json(
             200,
@@ -97,7 +93,7 @@ fn unlimited_key_reads_naturally() {
 
 #[test]
 fn refused_key_exits_4() {
-    let env = with_reply(
+    let env = TestEnv::answering(
         "vk-401",
         Reply::wp_error(401, "invalid_api_key", "Invalid API key"),
     );
@@ -113,7 +109,7 @@ fn refused_key_exits_4() {
 
 #[test]
 fn unreachable_api_exits_1() {
-    let env = with_reply("vk-500", Reply::json(503, ""));
+    let env = TestEnv::answering("vk-500", Reply::json(503, ""));
     let run = env.run(&["verify-key", "--json"]);
     assert_eq!(run.code, 1);
     assert!(run.json()["error"].as_str().unwrap().contains("HTTP 503"));

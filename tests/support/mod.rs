@@ -85,6 +85,11 @@ impl TestEnv {
         env
     }
 
+    /// A fake that gives every request the same answer.
+    pub fn answering(tag: &str, reply: Reply) -> Self {
+        Self::with_api(tag, FakeApi::start_with(move |_, _| reply.clone()))
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("reportedip.toml")
     }
@@ -156,10 +161,18 @@ impl TestEnv {
 
     /// Ends the backoff window, as if its time had passed.
     pub fn end_backoff(&self) {
-        let path = self.state_dir().join("state.json");
+        self.set_backoff_until(0);
+    }
+
+    /// Moves the end of the backoff window (UNIX seconds), as the clock would.
+    pub fn set_backoff_until(&self, at: u64) {
+        fs::create_dir_all(self.spool_dir()).unwrap();
         let mut state = self.state();
-        state["backoff_until"] = 0.into();
-        fs::write(path, state.to_string()).unwrap();
+        if state.is_null() {
+            state = serde_json::json!({});
+        }
+        state["backoff_until"] = at.into();
+        fs::write(self.state_dir().join("state.json"), state.to_string()).unwrap();
     }
 
     /// Waits (bounded) until no background sender holds the sender lock.
@@ -203,4 +216,12 @@ pub fn run_command(mut cmd: Command) -> Run {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         elapsed: started.elapsed(),
     }
+}
+
+/// UNIX seconds now, to compare against timestamps the binary writes.
+pub fn epoch_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
