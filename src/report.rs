@@ -166,6 +166,23 @@ pub fn run(config: Result<Config, ConfigError>, args: &ReportArgs, clock: Clock)
     emit(&log, outcome)
 }
 
+/// `45.155.205.233 queued: API backoff for 45 s more (HTTP 503); 3 reports waiting`
+fn queued_outcome(
+    report: &Prepared,
+    queue: bool,
+    backoff: Option<&str>,
+    waiting: usize,
+) -> Outcome {
+    let status = if queue { Status::Queued } else { Status::Kept };
+    let message = format!(
+        "{} queued{}{}",
+        report.ip,
+        backoff.unwrap_or(""),
+        waiting_suffix(waiting)
+    );
+    report.outcome(status, message).with_waiting(Some(waiting))
+}
+
 fn emit(log: &Logger, outcome: Outcome) -> Outcome {
     if outcome.status.is_failure() {
         log.error(&outcome.message);
@@ -247,6 +264,17 @@ impl Pipeline<'_> {
         }
         locked.state.note_reported(&ip, now, self.config.cooldown);
         let in_backoff = locked.state.in_backoff(now);
+        let backoff_note = in_backoff.then(|| {
+            format!(
+                ": API backoff for {} more ({})",
+                clock::format_span(locked.state.backoff_until.saturating_sub(now)),
+                locked
+                    .state
+                    .backoff_reason
+                    .as_deref()
+                    .unwrap_or("earlier failure")
+            )
+        });
         if queue || in_backoff {
             match self.spool(&mut locked, report, now) {
                 Ok(waiting) => {
@@ -254,7 +282,7 @@ impl Pipeline<'_> {
                     if !in_backoff {
                         sender::ensure_running(state, &self.config.path);
                     }
-                    return self.queued_outcome(report, queue, in_backoff, waiting, now);
+                    return queued_outcome(report, queue, backoff_note.as_deref(), waiting);
                 }
                 Err(err) if in_backoff => {
                     return report.outcome(
@@ -268,34 +296,6 @@ impl Pipeline<'_> {
         self.save(&locked);
         drop(locked);
         self.send_direct(state, report)
-    }
-
-    fn queued_outcome(
-        &self,
-        report: &Prepared,
-        queue: bool,
-        in_backoff: bool,
-        waiting: usize,
-        now: u64,
-    ) -> Outcome {
-        let ip = report.ip;
-        let status = if queue { Status::Queued } else { Status::Kept };
-        let why = if in_backoff {
-            let state = self.state.as_ref().map(StateDir::peek).unwrap_or_default();
-            format!(
-                ": API backoff for {} more ({})",
-                clock::format_span(state.backoff_until.saturating_sub(now)),
-                state.backoff_reason.as_deref().unwrap_or("earlier failure")
-            )
-        } else {
-            String::new()
-        };
-        report
-            .outcome(
-                status,
-                format!("{ip} queued{why}{}", waiting_suffix(waiting)),
-            )
-            .with_waiting(Some(waiting))
     }
 
     /// Writes the report to the spool under the held state lock, applying the spool limits.
