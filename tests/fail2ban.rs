@@ -29,7 +29,11 @@ fn fail2ban_available(test: &str) -> bool {
     if std::env::var("REPORTEDIP_E2E").as_deref() == Ok("1") {
         panic!("REPORTEDIP_E2E=1 but {SERVER} is missing: apt-get install fail2ban");
     }
-    eprintln!("SKIPPED {test}: {SERVER} not installed (apt-get install fail2ban)");
+    // Straight to stderr: libtest hides eprintln! output of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {SERVER} not installed (apt-get install fail2ban)"
+    );
     false
 }
 
@@ -380,7 +384,10 @@ fn blackholed_api_never_holds_up_bans() {
         assert!(out.status.success(), "{}", text(&out));
     }
     let elapsed = started.elapsed();
-    eprintln!("fail2ban applied 5 bans in {elapsed:?} with the API blackholed");
+    let _ = writeln!(
+        std::io::stderr(),
+        "fail2ban applied 5 bans in {elapsed:?} with the API blackholed"
+    );
     assert_eq!(f2b.dummy_bans("sshd"), ips, "every ban applied");
     // The sender's one attempt times out (2 s) and opens the backoff window.
     let state = f2b.path("state/state.json");
