@@ -199,11 +199,11 @@ impl Client {
         };
         let status = response.status().as_u16();
         let location = header("location");
+        let rate_reset = rate_limit_reset(header("x-ratelimit-reset").as_deref(), now);
         let retry_at = header("retry-after")
             .and_then(|v| parse_retry_after(&v, now))
-            .or_else(|| rate_limit_reset(header("x-ratelimit-reset").as_deref(), now));
+            .or(rate_reset);
         let quota_exhausted = header("x-ratelimit-remaining").is_some_and(|v| v.trim() == "0");
-        let rate_reset = rate_limit_reset(header("x-ratelimit-reset").as_deref(), now);
         let body = response
             .body_mut()
             .with_config()

@@ -310,9 +310,9 @@ impl Pipeline<'_> {
                 spool.dir().display()
             )
         })?;
-        sender::apply_limits(self.config, &spool, locked, now, self.log);
+        let (_, waiting) = sender::apply_limits(self.config, &spool, locked, now, self.log);
         self.save(locked);
-        Ok(spool.len())
+        Ok(waiting)
     }
 
     fn save(&self, locked: &Locked) {

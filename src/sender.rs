@@ -48,17 +48,18 @@ pub fn ensure_running(state: &StateDir, config_path: &Path) {
         .spawn();
 }
 
-/// Drops spooled reports beyond the configured limits, counting them in the held state.
+/// Drops spooled reports beyond the configured limits, counting them in the held state;
+/// returns how many were dropped and how many wait.
 pub fn apply_limits(
     config: &Config,
     spool: &Spool,
     locked: &mut Locked,
     now: u64,
     log: &Logger,
-) -> u64 {
-    let dropped = spool
+) -> (u64, usize) {
+    let (dropped, left) = spool
         .enforce_limits(config.spool_max, config.spool_max_age, now)
-        .unwrap_or(0);
+        .unwrap_or((0, 0));
     if dropped > 0 {
         locked.state.dropped += dropped;
         log.warn(&format!(
@@ -66,7 +67,7 @@ pub fn apply_limits(
             config.spool_max, config.spool_max_age
         ));
     }
-    dropped
+    (dropped, left)
 }
 
 pub struct Sender<'a> {
@@ -144,9 +145,12 @@ impl Sender<'_> {
             let now = (self.clock)();
             match self.state.lock() {
                 Ok(mut locked) => {
-                    summary.dropped +=
+                    let (dropped, _) =
                         apply_limits(self.config, &spool, &mut locked, now, self.log);
-                    let _ = locked.save();
+                    if dropped > 0 {
+                        summary.dropped += dropped;
+                        let _ = locked.save();
+                    }
                     if !ignore_backoff && locked.state.in_backoff(now) {
                         summary.stopped = Some(format!(
                             "API backoff ({})",

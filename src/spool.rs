@@ -70,7 +70,7 @@ impl Spool {
             .filter_map(Result::ok)
             .filter_map(|dirent| {
                 let name = dirent.file_name().into_string().ok()?;
-                if name.starts_with('.') || !name.ends_with(".json") {
+                if !is_report_name(&name) {
                     return None;
                 }
                 Some(Entry {
@@ -87,8 +87,15 @@ impl Spool {
         self.entries().map_or(0, |e| e.len())
     }
 
+    /// Stops at the first waiting report instead of listing and sorting them all.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        fs::read_dir(&self.dir).map_or(true, |dir| {
+            !dir.filter_map(Result::ok).any(|dirent| {
+                let name = dirent.file_name();
+                let name = name.to_string_lossy();
+                is_report_name(&name)
+            })
+        })
     }
 
     /// Reads and re-validates a spooled report, so that a damaged file is never half-sent.
@@ -121,8 +128,8 @@ impl Spool {
     }
 
     /// Drops reports beyond `max` files or older than `max_age` seconds, oldest first;
-    /// returns how many went.
-    pub fn enforce_limits(&self, max: usize, max_age: u64, now: u64) -> io::Result<u64> {
+    /// returns how many went and how many are left (one listing serves both).
+    pub fn enforce_limits(&self, max: usize, max_age: u64, now: u64) -> io::Result<(u64, usize)> {
         let entries = self.entries()?;
         let excess = entries.len().saturating_sub(max);
         let mut dropped = 0;
@@ -135,7 +142,8 @@ impl Spool {
                 dropped += 1;
             }
         }
-        Ok(dropped)
+        let left = entries.len() - usize::try_from(dropped).unwrap_or(entries.len());
+        Ok((dropped, left))
     }
 
     /// Age in seconds of the oldest waiting report.
@@ -151,6 +159,11 @@ impl Spool {
     pub fn set_aside_count(&self) -> usize {
         fs::read_dir(&self.set_aside_dir).map_or(0, |d| d.count())
     }
+}
+
+/// Spool files end in `.json`; temp files start with a dot.
+fn is_report_name(name: &str) -> bool {
+    !name.starts_with('.') && name.ends_with(".json")
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -196,6 +209,7 @@ mod tests {
         for ip in ["45.1.1.1", "45.1.1.2", "45.1.1.3"] {
             spool.add(&report(ip)).unwrap();
         }
+        assert!(!spool.is_empty());
         let ips: Vec<String> = spool
             .entries()
             .unwrap()
@@ -239,7 +253,7 @@ mod tests {
             )
             .unwrap();
         }
-        assert_eq!(spool.enforce_limits(3, 1000, 5).unwrap(), 2);
+        assert_eq!(spool.enforce_limits(3, 1000, 5).unwrap(), (2, 3));
         let left: Vec<u64> = spool
             .entries()
             .unwrap()
@@ -247,7 +261,7 @@ mod tests {
             .map(|e| e.written_at)
             .collect();
         assert_eq!(left, [3, 4, 5]);
-        assert_eq!(spool.enforce_limits(10, 1, 6).unwrap(), 2);
+        assert_eq!(spool.enforce_limits(10, 1, 6).unwrap(), (2, 1));
         assert_eq!(spool.entries().unwrap().len(), 1);
     }
 }

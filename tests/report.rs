@@ -608,7 +608,15 @@ fn dry_run_works_without_any_config() {
 #[test]
 fn closed_stdout_does_not_change_the_exit_code() {
     let env = TestEnv::new("closedout");
-    let mut cmd = env.command(&["report", "--json", "--categories", "18", "--", IP]);
+    let mut cmd = env.command(&[
+        "report",
+        "--json",
+        "--strict",
+        "--categories",
+        "18",
+        "--",
+        IP,
+    ]);
     cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().unwrap();
