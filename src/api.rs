@@ -1,7 +1,6 @@
 //! The ReportedIP v2 HTTP client: one POST per report, one GET for the key check, and the
 //! classification of every answer into what the caller should do with the report.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -9,6 +8,8 @@ use ureq::Agent;
 use ureq::http::Response;
 
 use crate::clock;
+use crate::delivery::{ApiMessage, Delivery, Failure, Receipt};
+use crate::report::Report;
 use crate::secret::SecretString;
 
 /// Largest response body read; the API's answers are a few hundred bytes.
@@ -17,57 +18,6 @@ pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
 const MAX_MESSAGE_CHARS: usize = 300;
 /// A `Retry-After` further out than this is treated as a mistake, not obeyed for days.
 const MAX_RETRY_WAIT_SECS: u64 = 86_400;
-
-/// What became of one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    /// 2xx: the API has the report.
-    Sent(Receipt),
-    /// 400/422 (and other client errors): the API will never take this report.
-    Rejected(ApiMessage),
-    /// 401/403: the key is wrong or may not report; the report is worth keeping.
-    KeyRejected(ApiMessage),
-    /// 404: `api_url` points at the wrong place; the report is worth keeping.
-    WrongUrl(ApiMessage),
-    /// Worth retrying later: network failure, timeout, redirect, 408/425/429/5xx.
-    Transient(Transient),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Receipt {
-    pub report_id: Option<String>,
-    pub confidence: Option<i64>,
-    /// Set when the answer says the daily quota is used up: when it resets (UNIX seconds).
-    pub quota_exhausted_until: Option<u64>,
-    /// Set when the 2xx body could not be read as the documented JSON.
-    pub body_problem: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiMessage {
-    pub status: u16,
-    pub code: Option<String>,
-    pub message: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transient {
-    pub reason: String,
-    /// When the API asked us to come back (UNIX seconds), from `Retry-After` or the rate limit.
-    pub retry_at: Option<u64>,
-}
-
-impl fmt::Display for ApiMessage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HTTP {}", self.status)?;
-        match (&self.code, &self.message) {
-            (Some(code), Some(message)) => write!(f, " {code}: {message}"),
-            (Some(code), None) => write!(f, " {code}"),
-            (None, Some(message)) => write!(f, ": {message}"),
-            (None, None) => Ok(()),
-        }
-    }
-}
 
 /// `GET /verify-key` data; every field optional so a changed API still shows what it can.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -113,6 +63,8 @@ fn lenient_number<'de, D: Deserializer<'de>>(de: D) -> Result<Option<i64>, D::Er
 }
 
 /// Settings of a client: where, with which key, and how long a request may take in all.
+/// Cloning shares the connection pool.
+#[derive(Clone)]
 pub struct Client {
     agent: Agent,
     base: String,
@@ -149,46 +101,56 @@ impl Client {
         format!("{}/report", self.base)
     }
 
-    /// POSTs one report. `now` anchors relative `Retry-After` values.
-    pub fn send_report(&self, ip: &str, categories: &str, comment: &str, now: u64) -> Delivery {
-        let result = self
-            .agent
-            .post(self.report_url())
-            .header("X-Key", self.key.expose())
-            .send_form([("ip", ip), ("categories", categories), ("comment", comment)]);
-        match self.read(result, now) {
-            Ok(reply) => classify(reply),
-            Err(transient) => Delivery::Transient(transient),
-        }
+    /// The longest a request may take before its caller stops waiting: the client's own
+    /// deadline, plus a second for it to fire.
+    pub fn deadline(&self) -> Duration {
+        self.timeout + Duration::from_secs(1)
+    }
+
+    /// POSTs one report, waiting no longer than [`Self::deadline`]. `now` anchors relative
+    /// `Retry-After` values.
+    pub fn send_report(&self, report: &Report, now: u64) -> Delivery {
+        let client = self.clone();
+        let form = [
+            ("ip", report.ip.to_string()),
+            ("categories", report.categories.to_string()),
+            ("comment", report.comment.clone()),
+        ];
+        crate::delivery::within(self.deadline(), move || {
+            let result = client
+                .agent
+                .post(client.report_url())
+                .header("X-Key", client.key.expose())
+                .send_form(form.iter().map(|(k, v)| (*k, v.as_str())));
+            classify(client.read(result, now)?, client.report_url())
+        })
     }
 
     /// GETs `/verify-key` (costs no quota).
-    pub fn verify_key(&self, now: u64) -> Result<KeyInfo, Delivery> {
+    pub fn verify_key(&self, now: u64) -> Result<KeyInfo, Failure> {
+        let url = format!("{}/verify-key", self.base);
         let result = self
             .agent
-            .get(format!("{}/verify-key", self.base))
+            .get(&url)
             .header("X-Key", self.key.expose())
             .call();
-        let reply = self.read(result, now).map_err(Delivery::Transient)?;
-        match classify(reply.clone()) {
-            Delivery::Sent(_) => parse_key_info(&reply.body).map_err(|problem| {
-                Delivery::Transient(Transient {
-                    reason: format!("unreadable answer from {}/verify-key: {problem}", self.base),
-                    retry_at: None,
-                })
-            }),
-            other => Err(other),
-        }
+        let reply = self.read(result, now)?;
+        classify(reply.clone(), url.clone())?;
+        parse_key_info(&reply.body).map_err(|problem| {
+            Failure::transient(format!("unreadable answer from {url}: {problem}"))
+        })
     }
 
     fn read(
         &self,
         result: Result<Response<ureq::Body>, ureq::Error>,
         now: u64,
-    ) -> Result<Reply, Transient> {
-        let mut response = result.map_err(|err| Transient {
-            reason: format!("API unreachable ({})", describe_error(&err, self.timeout)),
-            retry_at: None,
+    ) -> Result<Reply, Failure> {
+        let mut response = result.map_err(|err| {
+            Failure::transient(format!(
+                "API unreachable ({})",
+                describe_error(&err, self.timeout)
+            ))
         })?;
         let header = |name: &str| {
             response
@@ -230,33 +192,29 @@ struct Reply {
     quota_exhausted_until: Option<u64>,
 }
 
-fn classify(reply: Reply) -> Delivery {
+/// Sorts an answer into the failure model; `url` is what was asked for.
+fn classify(reply: Reply, url: String) -> Delivery {
     let status = reply.status;
     match status {
-        200..=299 => Delivery::Sent(receipt(&reply)),
-        300..=399 => Delivery::Transient(Transient {
-            reason: match &reply.location {
-                Some(location) => format!(
-                    "API moved (HTTP {status} to {}); update api_url",
-                    clean_text(location)
-                ),
-                None => {
-                    format!("API answered HTTP {status} redirect without Location; check api_url")
-                }
-            },
-            retry_at: None,
+        200..=299 => Ok(receipt(&reply)),
+        300..=399 => Err(Failure::transient(match &reply.location {
+            Some(location) => format!(
+                "API moved (HTTP {status} to {}); update api_url",
+                clean_text(location)
+            ),
+            None => format!("API answered HTTP {status} redirect without Location; check api_url"),
+        })),
+        401 | 403 => Err(Failure::KeyRefused(api_message(&reply))),
+        404 => Err(Failure::WrongUrl {
+            url,
+            answer: api_message(&reply),
         }),
-        401 | 403 => Delivery::KeyRejected(api_message(&reply)),
-        404 => Delivery::WrongUrl(api_message(&reply)),
-        408 | 425 | 429 | 500..=599 => Delivery::Transient(Transient {
+        408 | 425 | 429 | 500..=599 => Err(Failure::Transient {
             reason: api_message(&reply).to_string(),
             retry_at: reply.retry_at,
         }),
-        400..=499 => Delivery::Rejected(api_message(&reply)),
-        _ => Delivery::Transient(Transient {
-            reason: format!("unexpected HTTP {status}"),
-            retry_at: None,
-        }),
+        400..=499 => Err(Failure::Rejected(api_message(&reply))),
+        _ => Err(Failure::transient(format!("unexpected HTTP {status}"))),
     }
 }
 
@@ -402,10 +360,14 @@ mod tests {
         }
     }
 
+    fn classify(reply: Reply) -> Delivery {
+        super::classify(reply, "u".into())
+    }
+
     #[test]
     fn success_body_gives_receipt() {
         let body = r#"{"data":{"ipAddress":"45.155.205.233","abuseConfidencePercentage":39,"reportId":"4316026","aggregated":true}}"#;
-        let Delivery::Sent(receipt) = classify(reply(200, body)) else {
+        let Ok(receipt) = classify(reply(200, body)) else {
             panic!("not sent")
         };
         assert_eq!(receipt.report_id.as_deref(), Some("4316026"));
@@ -415,7 +377,7 @@ mod tests {
 
     #[test]
     fn unreadable_success_body_still_counts_as_sent() {
-        let Delivery::Sent(receipt) = classify(reply(200, "<html>")) else {
+        let Ok(receipt) = classify(reply(200, "<html>")) else {
             panic!("not sent")
         };
         assert!(receipt.body_problem.is_some());
@@ -426,19 +388,34 @@ mod tests {
         let wp = r#"{"code":"ip_whitelisted","message":"IP is whitelisted","data":{"status":400}}"#;
         assert_eq!(
             classify(reply(400, wp)),
-            Delivery::Rejected(ApiMessage {
+            Err(Failure::Rejected(ApiMessage {
                 status: 400,
                 code: Some("ip_whitelisted".into()),
                 message: Some("IP is whitelisted".into())
-            })
+            }))
         );
-        assert!(matches!(classify(reply(422, "")), Delivery::Rejected(_)));
-        assert!(matches!(classify(reply(401, "")), Delivery::KeyRejected(_)));
-        assert!(matches!(classify(reply(403, "")), Delivery::KeyRejected(_)));
-        assert!(matches!(classify(reply(404, "")), Delivery::WrongUrl(_)));
+        assert!(matches!(
+            classify(reply(422, "")),
+            Err(Failure::Rejected(_))
+        ));
+        assert!(matches!(
+            classify(reply(401, "")),
+            Err(Failure::KeyRefused(_))
+        ));
+        assert!(matches!(
+            classify(reply(403, "")),
+            Err(Failure::KeyRefused(_))
+        ));
+        assert!(matches!(
+            classify(reply(404, "")),
+            Err(Failure::WrongUrl { .. })
+        ));
         for transient in [301, 302, 308, 408, 425, 429, 500, 502, 503] {
             assert!(
-                matches!(classify(reply(transient, "")), Delivery::Transient(_)),
+                matches!(
+                    classify(reply(transient, "")),
+                    Err(Failure::Transient { .. })
+                ),
                 "{transient}"
             );
         }
@@ -448,19 +425,16 @@ mod tests {
     fn abuseipdb_error_shape_is_understood() {
         let body =
             r#"{"errors":[{"detail":"Daily rate limit of 50 requests exceeded","status":429}]}"#;
-        let Delivery::Transient(t) = classify(reply(429, body)) else {
+        let Err(Failure::Transient { reason, .. }) = classify(reply(429, body)) else {
             panic!()
         };
-        assert_eq!(
-            t.reason,
-            "HTTP 429: Daily rate limit of 50 requests exceeded"
-        );
+        assert_eq!(reason, "HTTP 429: Daily rate limit of 50 requests exceeded");
     }
 
     #[test]
     fn api_text_is_cleaned() {
         let body = "{\"code\":\"x\",\"message\":\"line1\\nforged log line\"}";
-        let Delivery::Rejected(msg) = classify(reply(400, body)) else {
+        let Err(Failure::Rejected(msg)) = classify(reply(400, body)) else {
             panic!()
         };
         assert_eq!(msg.message.as_deref(), Some("line1 forged log line"));

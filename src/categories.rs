@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use thiserror::Error;
 
 /// ID and name of every category the API accepts (1–23 match AbuseIPDB).
@@ -149,6 +151,21 @@ impl fmt::Display for Categories {
             write!(f, "{id}")?;
         }
         Ok(())
+    }
+}
+
+/// Kept in its text form (`18,22`), as the API takes it.
+impl Serialize for Categories {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Read back through [`Categories::parse`], so a stored list is checked like a typed one.
+impl<'de> Deserialize<'de> for Categories {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -5,14 +5,15 @@ use std::io::{IsTerminal, Write};
 
 use serde_json::json;
 
-use crate::api::{Client, Delivery, KeyInfo};
+use crate::api::Client;
 use crate::categories::{CATEGORIES, JAIL_CATEGORIES};
-use crate::clock::{self, Clock};
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::log::Logger;
 use crate::outcome::{Status, exit};
 use crate::sender::{Sender, Summary};
 use crate::state::StateDir;
+use crate::views::{BackoffView, EventView, KeyView, StatusView};
 
 /// Writes to stdout, ignoring a closed pipe (`| head` must not turn into a panic).
 fn out(text: &str) {
@@ -38,173 +39,81 @@ pub fn verify_key(config: Result<Config, ConfigError>, json: bool, clock: Clock)
             fail(&message, code)
         }
     };
-    let config = match config {
-        Ok(config) => config,
+    let (config, client) = match config.and_then(|config| Ok((client(&config)?, config))) {
+        Ok((client, config)) => (config, client),
         Err(err) => return report_error(err.to_string(), exit::CONFIG),
     };
-    let client = match client(&config) {
-        Ok(client) => client,
-        Err(err) => return report_error(err.to_string(), exit::CONFIG),
-    };
-    let info = match client.verify_key(clock()) {
-        Ok(info) => info,
+    let key = match client.verify_key(clock()) {
+        Ok(key) => key,
         Err(failure) => {
-            let (message, code) = match failure {
-                Delivery::KeyRejected(msg) | Delivery::Rejected(msg) => {
-                    (format!("API key refused: {msg}"), exit::KEY)
-                }
-                Delivery::WrongUrl(msg) => (
-                    format!(
-                        "{}/verify-key not found ({msg}); check api_url in {}",
-                        config.api_url,
-                        config.path.display()
-                    ),
-                    exit::CONFIG,
-                ),
-                Delivery::Transient(t) => {
-                    (format!("cannot verify the key: {}", t.reason), exit::KEPT)
-                }
-                Delivery::Sent(_) => ("unexpected answer".to_string(), exit::KEPT),
-            };
-            return report_error(message, code);
+            let message = format!("cannot verify the key: {}", failure.reason(&config.path));
+            return report_error(message, failure.status().exit_code());
         }
     };
-    let problems = key_problems(&info);
-    let code = if problems.is_empty() {
-        exit::OK
-    } else {
-        exit::KEY
+    let problems = KeyView::problems(&key);
+    let view = KeyView {
+        config: config.path.clone(),
+        api_url: config.api_url.clone(),
+        valid: key.valid == Some(true),
+        can_report: problems.is_empty(),
+        exit_code: if problems.is_empty() {
+            exit::OK
+        } else {
+            exit::KEY
+        },
+        problems,
+        key,
+        source: if config.file_found {
+            config.path.display().to_string()
+        } else {
+            "(no file; key from the environment)".to_string()
+        },
     };
     if json {
-        out(&json!({
-            "config": config.path,
-            "api_url": config.api_url,
-            "valid": info.valid.unwrap_or(false),
-            "can_report": problems.is_empty(),
-            "problems": problems,
-            "key": info,
-            "exit_code": code,
-        })
-        .to_string());
-        return code;
+        out(&serde_json::to_string(&view).unwrap_or_default());
+        return view.exit_code;
     }
-    let source = if config.file_found {
-        config.path.display().to_string()
-    } else {
-        "(no file; key from the environment)".to_string()
-    };
-    out(&format!("config:      {source}"));
-    out(&format!("api_url:     {}", config.api_url));
-    out(&format!(
-        "key valid:   {}",
-        if info.valid == Some(true) {
-            "yes"
-        } else {
-            "no"
-        }
-    ));
-    out(&format!(
-        "key name:    {}",
-        info.key_name.as_deref().unwrap_or("-")
-    ));
-    out(&format!(
-        "role:        {}",
-        info.user_role.as_deref().unwrap_or("-")
-    ));
-    out(&format!(
-        "permissions: {}",
-        info.permissions
-            .as_ref()
-            .map_or("-".to_string(), |p| p.join(", "))
-    ));
-    if let Some(limits) = &info.limits {
-        out(&format!("reports:     {}", report_usage(limits)));
-        if let Some(remaining) = limits.remaining_api_calls {
-            let of = limits
-                .daily_api_limit
-                .filter(|l| *l >= 0)
-                .map_or(String::new(), |l| format!(" of {l}"));
-            out(&format!("api calls:   {remaining} remaining{of} today"));
-        }
-    }
-    for problem in &problems {
+    out(&view.to_string());
+    for problem in &view.problems {
         let _ = writeln!(std::io::stderr().lock(), "warning: {problem}");
     }
-    code
+    view.exit_code
 }
 
-/// `12 used of 50 today, 38 remaining, resets 2026-12-01T00:00:00+00:00`
-fn report_usage(limits: &crate::api::Limits) -> String {
-    let used = limits
-        .daily_report_usage
-        .map_or("?".to_string(), |u| u.to_string());
-    let mut text = match limits.daily_report_limit {
-        Some(limit) if limit >= 0 => format!("{used} used of {limit} today"),
-        _ => format!("{used} used today (no daily limit)"),
-    };
-    if let Some(remaining) = limits.remaining_reports.filter(|r| *r >= 0) {
-        text.push_str(&format!(", {remaining} remaining"));
-    }
-    if let Some(reset) = &limits.reset_time {
-        text.push_str(&format!(", resets {reset}"));
-    }
-    text
-}
-
-/// Reasons this key cannot report, empty when it can.
-fn key_problems(info: &KeyInfo) -> Vec<String> {
-    let mut problems = Vec::new();
-    if info.valid != Some(true) {
-        problems.push("the API says this key is not valid".to_string());
-    }
-    if let Some(permissions) = &info.permissions
-        && !permissions
-            .iter()
-            .any(|p| p.to_ascii_lowercase().contains("report"))
-    {
-        problems.push("this key has no report permission".to_string());
-    }
-    if info.limits.as_ref().and_then(|l| l.daily_report_limit) == Some(0) {
-        problems.push("this key's daily report limit is 0: it may not report".to_string());
-    }
-    problems
-}
-
-fn open_state(config: &Config) -> Result<StateDir, u8> {
-    StateDir::open(&config.state_dir).map_err(|err| fail(&err.to_string(), exit::CONFIG))
-}
-
-pub fn flush(config: Result<Config, ConfigError>, clock: Clock) -> u8 {
-    let config = match config {
-        Ok(config) => config,
-        Err(err) => return fail(&err.to_string(), exit::CONFIG),
-    };
-    let client = match client(&config) {
-        Ok(client) => client,
-        Err(err) => return fail(&err.to_string(), exit::CONFIG),
-    };
-    let state = match open_state(&config) {
-        Ok(state) => state,
-        Err(code) => return code,
-    };
-    // Per-report lines go to syslog only; the terminal gets a bar and the totals.
+/// Runs `job` with a sender for the configured state dir, or says what is missing.
+fn with_sender(
+    config: Result<Config, ConfigError>,
+    clock: Clock,
+    job: impl FnOnce(&Sender) -> u8,
+) -> Result<u8, String> {
+    let config = config.map_err(|err| err.to_string())?;
+    let client = client(&config).map_err(|err| err.to_string())?;
+    let state = StateDir::open(&config.state_dir).map_err(|err| err.to_string())?;
+    // Per-report lines go to syslog only: `flush` shows a bar and the totals, and the
+    // background sender's stderr is /dev/null.
     let log = Logger::new(false, config.syslog);
-    let sender = Sender {
+    Ok(job(&Sender {
         config: &config,
         state: &state,
         log: &log,
         client,
         clock,
-    };
-    let summary = if std::io::stderr().is_terminal() {
-        let summary = sender.flush(&mut progress_bar);
-        let _ = write!(std::io::stderr(), "\r{:60}\r", "");
-        summary
-    } else {
-        sender.flush(&mut |_, _| {})
-    };
-    out(&flush_line(&summary));
-    summary.status.map_or(exit::OK, Status::exit_code)
+    }))
+}
+
+pub fn flush(config: Result<Config, ConfigError>, clock: Clock) -> u8 {
+    let flushed = with_sender(config, clock, |sender| {
+        let summary = if std::io::stderr().is_terminal() {
+            let summary = sender.flush(&mut progress_bar);
+            let _ = write!(std::io::stderr(), "\r{:60}\r", "");
+            summary
+        } else {
+            sender.flush(&mut |_, _| {})
+        };
+        out(&flush_line(&summary));
+        summary.status.map_or(exit::OK, Status::exit_code)
+    });
+    flushed.unwrap_or_else(|err| fail(&err, exit::CONFIG))
 }
 
 fn progress_bar(done: u64, remaining: usize) {
@@ -232,25 +141,11 @@ fn flush_line(summary: &Summary) -> String {
 
 /// The detached sender; its outcomes go to syslog and the state file.
 pub fn send_spool(config: Result<Config, ConfigError>, clock: Clock) -> u8 {
-    let Ok(config) = config else {
-        return exit::CONFIG;
-    };
-    let Ok(client) = client(&config) else {
-        return exit::CONFIG;
-    };
-    let Ok(state) = StateDir::open(&config.state_dir) else {
-        return exit::CONFIG;
-    };
-    let log = Logger::new(false, config.syslog);
-    Sender {
-        config: &config,
-        state: &state,
-        log: &log,
-        client,
-        clock,
-    }
-    .run_background();
-    exit::OK
+    let sent = with_sender(config, clock, |sender| {
+        sender.run_background();
+        exit::OK
+    });
+    sent.unwrap_or(exit::CONFIG)
 }
 
 pub fn status(config: Result<Config, ConfigError>, json: bool, clock: Clock) -> u8 {
@@ -262,73 +157,23 @@ pub fn status(config: Result<Config, ConfigError>, json: bool, clock: Clock) -> 
     let state_dir = StateDir::existing(&config.state_dir);
     let state = state_dir.peek();
     let spool = state_dir.spool();
-    let waiting = spool.len();
-    let oldest = spool.oldest_age(now);
-    let sender_running = matches!(state_dir.try_sender_lock(), Ok(None));
-    let in_backoff = state.in_backoff(now);
-    let cooldown = state.cooldown_entries(now, config.cooldown);
-    let set_aside = spool.set_aside_count();
+    let view = StatusView {
+        state_dir: config.state_dir.clone(),
+        waiting: spool.len(),
+        oldest_age_secs: spool.oldest_age(now),
+        backoff: BackoffView::of(&state, now),
+        sender_running: matches!(state_dir.try_sender_lock(), Ok(None)),
+        last_success: state.last_success.as_ref().map(EventView::from),
+        last_error: state.last_error.as_ref().map(EventView::from),
+        dropped: state.dropped,
+        set_aside: spool.set_aside_count(),
+        cooldown_entries: state.cooldown_entries(now, config.cooldown),
+    };
     if json {
-        out(&json!({
-            "state_dir": config.state_dir,
-            "waiting": waiting,
-            "oldest_age_secs": oldest,
-            "backoff": {
-                "active": in_backoff,
-                "until": in_backoff.then(|| clock::format_utc(state.backoff_until)),
-                "until_epoch": in_backoff.then_some(state.backoff_until),
-                "reason": state.backoff_reason.as_ref().filter(|_| in_backoff),
-            },
-            "sender_running": sender_running,
-            "last_success": state.last_success.as_ref().map(|e| json!({"at": clock::format_utc(e.at), "message": e.message})),
-            "last_error": state.last_error.as_ref().map(|e| json!({"at": clock::format_utc(e.at), "message": e.message})),
-            "dropped": state.dropped,
-            "set_aside": set_aside,
-            "cooldown_entries": cooldown,
-        })
-        .to_string());
-        return exit::OK;
-    }
-    out(&format!("state_dir:    {}", config.state_dir.display()));
-    let oldest = oldest.map_or(String::new(), |age| {
-        format!(", oldest {} old", clock::format_span(age))
-    });
-    out(&format!("spool:        {waiting} waiting{oldest}"));
-    if in_backoff {
-        out(&format!(
-            "backoff:      until {} (in {}): {}",
-            clock::format_utc(state.backoff_until),
-            clock::format_span(state.backoff_until - now),
-            state.backoff_reason.as_deref().unwrap_or("-")
-        ));
+        out(&serde_json::to_string(&view).unwrap_or_default());
     } else {
-        out("backoff:      none");
+        out(&view.to_string());
     }
-    out(&format!(
-        "sender:       {}",
-        if sender_running {
-            "running"
-        } else {
-            "not running"
-        }
-    ));
-    for (label, event) in [
-        ("last success", &state.last_success),
-        ("last error", &state.last_error),
-    ] {
-        let text = event.as_ref().map_or("-".to_string(), |e| {
-            format!("{} {}", clock::format_utc(e.at), e.message)
-        });
-        out(&format!("{label:<13} {text}"));
-    }
-    out(&format!(
-        "dropped:      {} (spool_max / spool_max_age)",
-        state.dropped
-    ));
-    out(&format!(
-        "set aside:    {set_aside} unreadable spool file(s)"
-    ));
-    out(&format!("cooldown:     {cooldown} IP(s)"));
     exit::OK
 }
 

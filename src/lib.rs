@@ -2,10 +2,12 @@
 //! losing a report.
 //!
 //! Modules, one concern each: [`cli`] (arguments), [`config`] (the TOML file),
-//! [`validate`] (IP, networks, comment), [`categories`], [`api`] (HTTP client),
-//! [`report`] (the report pipeline), [`spool`] and [`state`] (what is kept on disk),
-//! [`sender`] (background and `flush` delivery), [`commands`] (the other subcommands),
-//! [`outcome`] (statuses and exit codes), [`log`] (stderr and syslog).
+//! [`validate`] (IP, networks, comment), [`categories`], [`report`] (one typed report),
+//! [`api`] (HTTP client), [`delivery`] (the failure model: what each answer means),
+//! [`pipeline`] (the `report` command), [`spool`] and [`state`] (what is kept on disk),
+//! [`fsio`] (atomic writes), [`sender`] (background and `flush` delivery), [`commands`] and
+//! [`views`] (the other subcommands and what they show), [`outcome`] (statuses and exit
+//! codes), [`log`] (stderr and syslog).
 
 pub mod api;
 pub mod categories;
@@ -13,14 +15,18 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod delivery;
+pub mod fsio;
 pub mod log;
 pub mod outcome;
+pub mod pipeline;
 pub mod report;
 pub mod secret;
 pub mod sender;
 pub mod spool;
 pub mod state;
 pub mod validate;
+pub mod views;
 
 use std::io::Write;
 
@@ -33,7 +39,7 @@ pub fn run(cli: Cli, clock: Clock) -> u8 {
     match cli.command {
         Command::Report(args) => {
             let config = config::load(&cli.config, env_key, args.dry_run);
-            let outcome = report::run(config, &args, clock);
+            let outcome = pipeline::run(config, &args, clock);
             let mut stdout = std::io::stdout().lock();
             if args.json {
                 let json = serde_json::to_string(&outcome).unwrap_or_default();

@@ -1,9 +1,12 @@
 //! What became of a report: its status (which fixes the exit code), the log line, and the
 //! `--json` object.
 
+use std::net::IpAddr;
+
 use serde::Serialize;
 
-use crate::api::Receipt;
+use crate::delivery::Receipt;
+use crate::report::Report;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -98,9 +101,9 @@ impl Outcome {
         }
     }
 
-    pub fn for_ip(mut self, ip: &str, categories: &str) -> Self {
-        self.ip = Some(ip.to_string());
-        self.categories = Some(categories.to_string());
+    pub fn about(mut self, report: &Report) -> Self {
+        self.ip = Some(report.ip.to_string());
+        self.categories = Some(report.categories.to_string());
         self
     }
 
@@ -116,36 +119,15 @@ impl Outcome {
     }
 }
 
-/// `reported 45.155.205.233 (sshd, 18,22): report 4316026, confidence 39%`
-pub fn sent_line(ip: &str, jail: Option<&str>, categories: &str, receipt: &Receipt) -> String {
-    let what = match jail {
-        Some(jail) => format!("{jail}, {categories}"),
-        None => categories.to_string(),
+/// `45.155.205.233 queued: HTTP 503; 12 reports waiting`, or without a reason for a report
+/// queued on purpose.
+pub fn queued_line(ip: IpAddr, reason: Option<&str>, waiting: usize) -> String {
+    let reason = reason.map_or(String::new(), |reason| format!(": {reason}"));
+    let waiting = match waiting {
+        1 => "1 report waiting".to_string(),
+        n => format!("{n} reports waiting"),
     };
-    let mut line = format!("reported {ip} ({what})");
-    let mut details = Vec::new();
-    if let Some(id) = &receipt.report_id {
-        details.push(format!("report {id}"));
-    }
-    if let Some(confidence) = receipt.confidence {
-        details.push(format!("confidence {confidence}%"));
-    }
-    if let Some(problem) = &receipt.body_problem {
-        details.push(format!("answer unreadable: {problem}"));
-    }
-    if !details.is_empty() {
-        line.push_str(": ");
-        line.push_str(&details.join(", "));
-    }
-    line
-}
-
-/// `; 12 reports waiting`
-pub fn waiting_suffix(waiting: usize) -> String {
-    match waiting {
-        1 => "; 1 report waiting".to_string(),
-        n => format!("; {n} reports waiting"),
-    }
+    format!("{ip} queued{reason}; {waiting}")
 }
 
 #[cfg(test)]
@@ -170,22 +152,5 @@ mod tests {
         for (status, code) in expected {
             assert_eq!(status.exit_code(), code, "{status:?}");
         }
-    }
-
-    #[test]
-    fn sent_line_matches_the_documented_form() {
-        let receipt = Receipt {
-            report_id: Some("4316026".into()),
-            confidence: Some(39),
-            ..Receipt::default()
-        };
-        assert_eq!(
-            sent_line("45.155.205.233", Some("sshd"), "18,22", &receipt),
-            "reported 45.155.205.233 (sshd, 18,22): report 4316026, confidence 39%"
-        );
-        assert_eq!(
-            sent_line("45.155.205.233", None, "18", &Receipt::default()),
-            "reported 45.155.205.233 (18)"
-        );
     }
 }

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::api::{Client, Delivery};
+use crate::api::Client;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::delivery::describe;
 use crate::log::Logger;
-use crate::outcome::{Status, sent_line};
-use crate::spool::{Entry, Spool};
-use crate::state::{Locked, StateDir};
+use crate::outcome::Status;
+use crate::spool::{Entry, Spool, SpoolError};
+use crate::state::{Locked, State, StateDir};
 
 /// Upper bound on lock-drain-recheck rounds of one background sender, so that a spool that
 /// keeps refilling cannot keep one process alive forever (the next report starts another).
@@ -23,7 +24,13 @@ const MAX_ROUNDS: usize = 1000;
 /// How long an idle sender waits for more reports before it exits: a burst of bans is then
 /// delivered by one process over one kept-alive connection.
 const LINGER: Duration = Duration::from_secs(1);
-const LINGER_POLL: Duration = Duration::from_millis(50);
+/// Test knob: the linger in milliseconds, so that test suites need not wait a second for
+/// every sender to end. Not for production use.
+pub const LINGER_ENV: &str = "REPORTEDIP_SENDER_LINGER_MS";
+const LINGER_POLL: Duration = Duration::from_millis(20);
+/// How long a new sender tries for the sender lock: long enough to outlast a probe, short
+/// enough that a sender finding another one at work leaves at once.
+const FRESH_LOCK_WAIT: Duration = Duration::from_millis(250);
 
 /// Starts a background sender unless one is running. Best effort: if it cannot start, the
 /// report stays in the spool for the next sender or `flush`.
@@ -94,13 +101,20 @@ pub struct Summary {
     pub status: Option<Status>,
 }
 
+/// Why a drain ends before the spool is empty.
+struct Stop {
+    status: Status,
+    reason: String,
+}
+
 impl Sender<'_> {
     /// The detached sender's life: drain, release the lock, and look again, so that a report
     /// spooled while the lock was held is never left waiting without a sender.
     pub fn run_background(&self) {
         let spool = self.state.spool();
+        let linger = linger();
         for _ in 0..MAX_ROUNDS {
-            let Ok(Some(lock)) = self.state.try_sender_lock() else {
+            let Ok(Some(lock)) = self.state.sender_lock_within(FRESH_LOCK_WAIT) else {
                 return;
             };
             loop {
@@ -108,15 +122,12 @@ impl Sender<'_> {
                 if summary.stopped.is_some() {
                     return;
                 }
-                if !wait_for_more(&spool) {
+                if !wait_for_more(&spool, linger) {
                     break;
                 }
             }
             drop(lock);
-            if spool.is_empty() {
-                return;
-            }
-            if self.state.peek().in_backoff((self.clock)()) {
+            if spool.is_empty() || self.state.peek().in_backoff((self.clock)()) {
                 return;
             }
         }
@@ -141,54 +152,48 @@ impl Sender<'_> {
     fn drain(&self, ignore_backoff: bool, progress: &mut dyn FnMut(u64, usize)) -> Summary {
         let spool = self.state.spool();
         let mut summary = Summary::default();
-        'rounds: loop {
-            let now = (self.clock)();
-            match self.state.lock() {
-                Ok(mut locked) => {
-                    let (dropped, _) =
-                        apply_limits(self.config, &spool, &mut locked, now, self.log);
-                    if dropped > 0 {
-                        summary.dropped += dropped;
-                        let _ = locked.save();
-                    }
-                    if !ignore_backoff && locked.state.in_backoff(now) {
-                        summary.stopped = Some(format!(
-                            "API backoff ({})",
-                            locked
-                                .state
-                                .backoff_reason
-                                .as_deref()
-                                .unwrap_or("earlier failure")
-                        ));
-                        summary.status = Some(Status::Kept);
-                        break;
-                    }
-                }
-                Err(err) => {
-                    self.stop(&mut summary, Status::NotDelivered, err.to_string());
-                    break;
-                }
-            }
-            let batch = spool.entries().unwrap_or_default();
-            if batch.is_empty() {
-                break;
-            }
-            let total = batch.len();
-            for (index, entry) in batch.iter().enumerate() {
-                progress(summary.sent + summary.rejected, total - index);
-                if let Err(reason) = self.deliver_one(&spool, entry, ignore_backoff, &mut summary) {
-                    self.stop(&mut summary, reason.0, reason.1);
-                    break 'rounds;
-                }
-            }
+        if let Err(stop) = self.drain_rounds(&spool, ignore_backoff, progress, &mut summary) {
+            summary.stopped = Some(stop.reason);
+            summary.status = Some(stop.status);
         }
         summary.waiting = spool.len();
         summary
     }
 
-    fn stop(&self, summary: &mut Summary, status: Status, reason: String) {
-        summary.stopped = Some(reason);
-        summary.status = Some(status);
+    fn drain_rounds(
+        &self,
+        spool: &Spool,
+        ignore_backoff: bool,
+        progress: &mut dyn FnMut(u64, usize),
+        summary: &mut Summary,
+    ) -> Result<(), Stop> {
+        loop {
+            let now = (self.clock)();
+            let mut locked = self.lock()?;
+            let (dropped, _) = apply_limits(self.config, spool, &mut locked, now, self.log);
+            if dropped > 0 {
+                summary.dropped += dropped;
+                let _ = locked.save();
+            }
+            check_backoff(&locked.state, now, ignore_backoff)?;
+            drop(locked);
+            let batch = spool.entries().unwrap_or_default();
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let total = batch.len();
+            for (index, entry) in batch.iter().enumerate() {
+                progress(summary.sent + summary.rejected, total - index);
+                self.deliver_one(spool, entry, ignore_backoff, summary)?;
+            }
+        }
+    }
+
+    fn lock(&self) -> Result<Locked, Stop> {
+        self.state.lock().map_err(|err| Stop {
+            status: Status::NotDelivered,
+            reason: err.to_string(),
+        })
     }
 
     /// Sends one spooled report and records what became of it; `Err` stops the drain.
@@ -198,11 +203,10 @@ impl Sender<'_> {
         entry: &Entry,
         ignore_backoff: bool,
         summary: &mut Summary,
-    ) -> Result<(), (Status, String)> {
+    ) -> Result<(), Stop> {
         let report = match spool.read(entry) {
             Ok(report) => report,
-            // Dropped by the spool limits since the listing: nothing to do.
-            Err(_) if !entry.path.exists() => return Ok(()),
+            Err(SpoolError::Gone) => return Ok(()),
             Err(why) => {
                 self.set_aside(spool, entry, &why);
                 summary.set_aside += 1;
@@ -210,81 +214,41 @@ impl Sender<'_> {
             }
         };
         let now = (self.clock)();
-        let delivery =
-            self.client
-                .send_report(&report.ip, &report.categories, &report.comment, now);
-        let mut locked = self
-            .state
-            .lock()
-            .map_err(|err| (Status::NotDelivered, err.to_string()))?;
-        let result = match delivery {
-            Delivery::Sent(receipt) => {
-                let line = sent_line(
-                    &report.ip,
-                    report.jail.as_deref(),
-                    &report.categories,
-                    &receipt,
-                );
-                self.log.info(&line);
-                locked.state.record_success(now, line);
-                summary.sent += 1;
-                let removed = spool.remove(entry);
-                match (removed, receipt.quota_exhausted_until) {
-                    (Err(err), _) => Err((
-                        Status::NotDelivered,
-                        format!(
-                            "cannot remove delivered report {}: {err}",
-                            entry.path.display()
-                        ),
-                    )),
-                    (Ok(()), Some(until)) if !ignore_backoff => {
-                        locked.state.hold_until(until, "daily report quota used up");
-                        Err((Status::Kept, "daily report quota used up".to_string()))
-                    }
-                    (Ok(()), _) => Ok(()),
+        let delivery = self.client.send_report(&report, now);
+        let line = describe(&report, &delivery, &self.config.path);
+        let mut locked = self.lock()?;
+        locked.state.record(&delivery, &line, now);
+        let result = match &delivery {
+            Err(failure) if failure.keeps_report() => {
+                self.log.error(&format!("spooled reports kept: {line}"));
+                Err(Stop {
+                    status: failure.status(),
+                    reason: line,
+                })
+            }
+            done => {
+                if done.is_ok() {
+                    self.log.info(&line);
+                    summary.sent += 1;
+                } else {
+                    self.log.error(&line);
+                    summary.rejected += 1;
                 }
-            }
-            Delivery::Rejected(msg) => {
-                let line = format!("{} rejected by the API, not retried: {msg}", report.ip);
-                self.log.error(&line);
-                locked.state.record_error(now, line);
-                summary.rejected += 1;
-                spool
-                    .remove(entry)
-                    .map_err(|err| (Status::NotDelivered, err.to_string()))
-            }
-            Delivery::KeyRejected(msg) => {
-                let reason = format!(
-                    "API key refused ({msg}); fix api_key in {}, then run reportedip-report flush",
-                    self.config.path.display()
-                );
-                self.fail(&mut locked, now, None, &reason);
-                Err((Status::KeyRejected, reason))
-            }
-            Delivery::WrongUrl(msg) => {
-                let reason = format!(
-                    "{} not found ({msg}); check api_url in {}",
-                    self.client.report_url(),
-                    self.config.path.display()
-                );
-                self.fail(&mut locked, now, None, &reason);
-                Err((Status::WrongUrl, reason))
-            }
-            Delivery::Transient(t) => {
-                self.fail(&mut locked, now, t.retry_at, &t.reason);
-                Err((Status::Kept, t.reason))
+                spool.remove(entry).map_err(|err| Stop {
+                    status: Status::NotDelivered,
+                    reason: format!(
+                        "cannot remove delivered report {}: {err}",
+                        entry.path.display()
+                    ),
+                })
             }
         };
         let _ = locked.save();
-        result
+        result?;
+        check_backoff(&locked.state, now, ignore_backoff)
     }
 
-    fn fail(&self, locked: &mut Locked, now: u64, retry_at: Option<u64>, reason: &str) {
-        self.log.error(&format!("spooled reports kept: {reason}"));
-        locked.state.start_backoff(now, retry_at, reason);
-    }
-
-    fn set_aside(&self, spool: &Spool, entry: &Entry, why: &str) {
+    fn set_aside(&self, spool: &Spool, entry: &Entry, why: &SpoolError) {
         let moved = spool.set_aside(entry);
         let target = moved.as_ref().map_or_else(
             |err| format!("could not be moved: {err}"),
@@ -305,9 +269,27 @@ impl Sender<'_> {
     }
 }
 
-/// Whether a report arrives in the spool within [`LINGER`].
-fn wait_for_more(spool: &Spool) -> bool {
-    let deadline = Instant::now() + LINGER;
+/// Stops a drain that honours the backoff window while the window is open.
+fn check_backoff(state: &State, now: u64, ignore_backoff: bool) -> Result<(), Stop> {
+    match state.backoff_note(now) {
+        Some(note) if !ignore_backoff => Err(Stop {
+            status: Status::Kept,
+            reason: note,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn linger() -> Duration {
+    std::env::var(LINGER_ENV)
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(LINGER, Duration::from_millis)
+}
+
+/// Whether a report arrives in the spool within `linger`.
+fn wait_for_more(spool: &Spool, linger: Duration) -> bool {
+    let deadline = Instant::now() + linger;
     while Instant::now() < deadline {
         if !spool.is_empty() {
             return true;

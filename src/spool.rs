@@ -1,27 +1,25 @@
 //! The spool: one JSON file per report waiting for delivery, named so that a directory
 //! listing sorted by name is oldest first. Files are written atomically (temp, fsync, rename).
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
-use crate::categories::Categories;
-use crate::validate::{non_global_reason, parse_ip};
+use crate::fsio;
+use crate::report::Report;
 
-/// One report as it waits in the spool.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct SpooledReport {
-    pub ip: String,
-    pub categories: String,
-    pub comment: String,
-    #[serde(default)]
-    pub jail: Option<String>,
-    pub queued_at: u64,
+#[derive(Debug, Error)]
+pub enum SpoolError {
+    /// Gone since it was listed (delivered by another process, or dropped by the limits).
+    #[error("no longer in the spool")]
+    Gone,
+    #[error("cannot be read: {0}")]
+    Unreadable(io::Error),
+    #[error("is not a valid report: {0}")]
+    Invalid(serde_json::Error),
 }
 
 /// A spool file found on disk, not yet read.
@@ -37,30 +35,24 @@ pub struct Spool {
     set_aside_dir: PathBuf,
 }
 
-static SEQUENCE: AtomicU32 = AtomicU32::new(0);
-
 impl Spool {
     pub fn new(dir: PathBuf, set_aside_dir: PathBuf) -> Self {
         Self { dir, set_aside_dir }
     }
 
     /// Writes a report durably and returns its file.
-    pub fn add(&self, report: &SpooledReport) -> io::Result<PathBuf> {
+    pub fn add(&self, report: &Report) -> io::Result<PathBuf> {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{nanos:020}-{}-{seq}.json", std::process::id());
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let path = self.dir.join(&name);
+        let name = format!(
+            "{nanos:020}-{}-{}.json",
+            std::process::id(),
+            fsio::next_sequence()
+        );
+        let path = self.dir.join(name);
         let bytes = serde_json::to_vec(report).map_err(io::Error::other)?;
-        let written = write_synced(&tmp, &bytes).and_then(|()| fs::rename(&tmp, &path));
-        if let Err(err) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(err);
-        }
-        // The rename is only durable once the directory itself reaches the disk.
-        File::open(&self.dir)?.sync_all()?;
+        fsio::write_atomic(&path, &bytes)?;
         Ok(path)
     }
 
@@ -98,16 +90,14 @@ impl Spool {
         })
     }
 
-    /// Reads and re-validates a spooled report, so that a damaged file is never half-sent.
-    pub fn read(&self, entry: &Entry) -> Result<SpooledReport, String> {
-        let bytes = fs::read(&entry.path).map_err(|e| e.to_string())?;
-        let report: SpooledReport = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-        let ip = parse_ip(&report.ip).map_err(|e| e.to_string())?;
-        if let Some(why) = non_global_reason(ip) {
-            return Err(format!("{} is {why}", report.ip));
-        }
-        Categories::parse(&report.categories).map_err(|e| e.to_string())?;
-        Ok(report)
+    /// Reads a spooled report; serde applies the checks of a new one, so that a damaged or
+    /// forged file is never half-sent.
+    pub fn read(&self, entry: &Entry) -> Result<Report, SpoolError> {
+        let bytes = fs::read(&entry.path).map_err(|err| match err.kind() {
+            io::ErrorKind::NotFound => SpoolError::Gone,
+            _ => SpoolError::Unreadable(err),
+        })?;
+        serde_json::from_slice(&bytes).map_err(SpoolError::Invalid)
     }
 
     /// Removes a delivered (or finally rejected) report. Gone already is fine.
@@ -166,12 +156,6 @@ fn is_report_name(name: &str) -> bool {
     !name.starts_with('.') && name.ends_with(".json")
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
 /// The name starts with the write time in nanoseconds; a foreign name counts as written now
 /// (age 0) rather than as ancient, so it is never silently dropped for age.
 fn written_at(name: &str) -> u64 {
@@ -186,17 +170,19 @@ fn written_at(name: &str) -> u64 {
 mod tests {
     use super::*;
 
-    fn temp_spool(tag: &str) -> Spool {
-        let root = std::env::temp_dir().join(format!("rir-spool-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        fs::create_dir_all(root.join("spool")).unwrap();
-        Spool::new(root.join("spool"), root.join("set-aside"))
+    use crate::categories::Categories;
+
+    fn temp_spool() -> (tempfile::TempDir, Spool) {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("spool")).unwrap();
+        let spool = Spool::new(root.path().join("spool"), root.path().join("set-aside"));
+        (root, spool)
     }
 
-    fn report(ip: &str) -> SpooledReport {
-        SpooledReport {
-            ip: ip.into(),
-            categories: "18,22".into(),
+    fn report(ip: &str) -> Report {
+        Report {
+            ip: ip.parse().unwrap(),
+            categories: Categories::parse("18,22").unwrap(),
             comment: "c".into(),
             jail: Some("sshd".into()),
             queued_at: 1,
@@ -205,7 +191,7 @@ mod tests {
 
     #[test]
     fn reports_come_back_oldest_first() {
-        let spool = temp_spool("order");
+        let (_root, spool) = temp_spool();
         for ip in ["45.1.1.1", "45.1.1.2", "45.1.1.3"] {
             spool.add(&report(ip)).unwrap();
         }
@@ -214,7 +200,7 @@ mod tests {
             .entries()
             .unwrap()
             .iter()
-            .map(|e| spool.read(e).unwrap().ip)
+            .map(|e| spool.read(e).unwrap().ip.to_string())
             .collect();
         assert_eq!(ips, ["45.1.1.1", "45.1.1.2", "45.1.1.3"]);
         let leftovers = fs::read_dir(spool.dir()).unwrap().count();
@@ -223,7 +209,7 @@ mod tests {
 
     #[test]
     fn damaged_files_are_refused_and_set_aside() {
-        let spool = temp_spool("bad");
+        let (_root, spool) = temp_spool();
         fs::write(
             spool.dir().join("00000000000000000001-1-0.json"),
             b"{\"ip\":\"45.1",
@@ -231,20 +217,26 @@ mod tests {
         .unwrap();
         fs::write(
             spool.dir().join("00000000000000000002-1-0.json"),
-            serde_json::to_vec(&report("10.0.0.1")).unwrap(),
+            br#"{"ip":"10.0.0.1","categories":"18","comment":"c","queued_at":1}"#,
         )
         .unwrap();
         let entries = spool.entries().unwrap();
-        assert!(spool.read(&entries[0]).is_err());
-        assert!(spool.read(&entries[1]).unwrap_err().contains("private"));
+        assert!(matches!(
+            spool.read(&entries[0]),
+            Err(SpoolError::Invalid(_))
+        ));
+        let err = spool.read(&entries[1]).unwrap_err().to_string();
+        assert!(err.contains("private"), "{err}");
+        fs::remove_file(&entries[1].path).unwrap();
+        assert!(matches!(spool.read(&entries[1]), Err(SpoolError::Gone)));
         spool.set_aside(&entries[0]).unwrap();
-        assert_eq!(spool.entries().unwrap().len(), 1);
+        assert_eq!(spool.entries().unwrap().len(), 0);
         assert_eq!(spool.set_aside_count(), 1);
     }
 
     #[test]
     fn limits_drop_the_oldest() {
-        let spool = temp_spool("limits");
+        let (_root, spool) = temp_spool();
         for n in 1..=5u64 {
             let name = format!("{:020}-1-0.json", n * 1_000_000_000);
             fs::write(

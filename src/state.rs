@@ -3,18 +3,26 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::clock;
+use crate::delivery::Delivery;
+use crate::fsio;
 use crate::spool::Spool;
 
 /// First backoff window after a transient failure; it doubles up to [`BACKOFF_MAX_SECS`].
 pub const BACKOFF_START_SECS: u64 = 60;
 pub const BACKOFF_MAX_SECS: u64 = 3600;
+/// Why sending is held when the API's rate-limit headers say nothing is left today.
+pub const QUOTA_USED_UP: &str = "daily report quota used up";
+/// How often a waiting process tries a lock that another one holds.
+const LOCK_POLL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Error)]
 pub enum StateError {
@@ -24,6 +32,8 @@ pub enum StateError {
     Unusable { path: PathBuf, source: io::Error },
     #[error("cannot save state in {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error("state in {path} is locked by another process for more than {} s", waited.as_secs())]
+    Busy { path: PathBuf, waited: Duration },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -72,6 +82,34 @@ impl State {
             at: now,
             message: reason.to_string(),
         });
+    }
+
+    /// The one state change for each delivery: a success ends the backoff (and holds sending
+    /// when the quota is used up), a rejection is remembered, and a failure that keeps the
+    /// report opens or lengthens the backoff window. `line` is what [`crate::delivery::describe`]
+    /// said of it.
+    pub fn record(&mut self, delivery: &Delivery, line: &str, now: u64) {
+        match delivery {
+            Ok(receipt) => {
+                self.record_success(now, line.to_string());
+                if let Some(until) = receipt.quota_exhausted_until {
+                    self.hold_until(until, QUOTA_USED_UP);
+                }
+            }
+            Err(failure) if !failure.keeps_report() => self.record_error(now, line.to_string()),
+            Err(failure) => self.start_backoff(now, failure.retry_at(), line),
+        }
+    }
+
+    /// `API backoff for 45 s more (HTTP 503)`, while the window is open.
+    pub fn backoff_note(&self, now: u64) -> Option<String> {
+        self.in_backoff(now).then(|| {
+            format!(
+                "API backoff for {} more ({})",
+                clock::format_span(self.backoff_until.saturating_sub(now)),
+                self.backoff_reason.as_deref().unwrap_or("earlier failure")
+            )
+        })
     }
 
     pub fn record_success(&mut self, now: u64, message: String) {
@@ -130,6 +168,10 @@ pub struct Locked {
 }
 
 impl StateDir {
+    /// Longest wait for the state lock: every holder keeps it for a few file operations, so
+    /// a longer hold means something is stuck, and the ban path must not wait on it.
+    pub const LOCK_WAIT: Duration = Duration::from_secs(2);
+
     /// Creates the directory tree if needed and proves it writable by opening the lock file.
     pub fn open(root: &Path) -> Result<Self, StateError> {
         let unusable = |source| StateError::Unusable {
@@ -158,11 +200,15 @@ impl StateDir {
         Spool::new(self.root.join("spool"), self.root.join("set-aside"))
     }
 
-    /// Takes the state lock (waiting for other processes) and reads the state.
+    /// Takes the state lock, waiting at most [`Self::LOCK_WAIT`] for other processes, and
+    /// reads the state.
     pub fn lock(&self) -> Result<Locked, StateError> {
-        let lock = open_lock_file(&self.root.join("state.lock"))
-            .map_err(|source| self.write_error(source))?;
-        lock.lock().map_err(|source| self.write_error(source))?;
+        let lock = self
+            .lock_within("state.lock", Self::LOCK_WAIT)?
+            .ok_or(StateError::Busy {
+                path: self.root.clone(),
+                waited: Self::LOCK_WAIT,
+            })?;
         let file = self.root.join("state.json");
         // A damaged state file must not stop reporting; its counters start over.
         let state = fs::read(&file)
@@ -184,14 +230,30 @@ impl StateDir {
             .unwrap_or_default()
     }
 
-    /// The sender lock, if no other process holds it.
+    /// The sender lock, if no other process holds it now.
     pub fn try_sender_lock(&self) -> Result<Option<File>, StateError> {
-        let file = open_lock_file(&self.root.join("sender.lock"))
-            .map_err(|source| self.write_error(source))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(file)),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(source)) => Err(self.write_error(source)),
+        self.lock_within("sender.lock", Duration::ZERO)
+    }
+
+    /// The sender lock, if it comes free within `wait`: a probe by `status` or by a starting
+    /// report holds it for microseconds, and must not turn a new sender away.
+    pub fn sender_lock_within(&self, wait: Duration) -> Result<Option<File>, StateError> {
+        self.lock_within("sender.lock", wait)
+    }
+
+    fn lock_within(&self, name: &str, wait: Duration) -> Result<Option<File>, StateError> {
+        let file =
+            open_lock_file(&self.root.join(name)).map_err(|source| self.write_error(source))?;
+        let deadline = Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(file)),
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(LOCK_POLL);
+                }
+                Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(fs::TryLockError::Error(source)) => return Err(self.write_error(source)),
+            }
         }
     }
 
@@ -214,16 +276,13 @@ impl StateDir {
 impl Locked {
     /// Writes the state atomically; the lock is still held afterwards.
     pub fn save(&self) -> Result<(), StateError> {
-        let write_error = |source| StateError::Write {
-            path: self.file.clone(),
-            source,
-        };
-        let tmp = self.file.with_extension("json.tmp");
-        let bytes =
-            serde_json::to_vec(&self.state).map_err(|e| write_error(io::Error::other(e)))?;
-        let mut out = File::create(&tmp).map_err(write_error)?;
-        out.write_all(&bytes).map_err(write_error)?;
-        fs::rename(&tmp, &self.file).map_err(write_error)
+        serde_json::to_vec(&self.state)
+            .map_err(io::Error::other)
+            .and_then(|bytes| fsio::write_atomic(&self.file, &bytes))
+            .map_err(|source| StateError::Write {
+                path: self.file.clone(),
+                source,
+            })
     }
 }
 

@@ -120,7 +120,7 @@ fn queued_burst_is_delivered_once_over_few_connections() {
         "only {} of 200 delivered",
         env.api.requests().len()
     );
-    env.wait_sender_idle();
+    env.wait_delivered();
     let counts = accepted_per_ip(&env.api);
     assert_eq!(counts.len(), 200);
     assert!(counts.values().all(|n| *n == 1), "a report was sent twice");
@@ -153,7 +153,9 @@ fn queued_reports_return_promptly_while_the_api_blackholes() {
             run.elapsed
         );
     }
-    env.wait_sender_idle();
+    env.wait_status("in backoff with no sender", |status| {
+        status["backoff"]["active"] == true && status["sender_running"] == false
+    });
     assert!(env.api.accepted_reports().is_empty());
     assert_eq!(env.spooled(), 10, "nothing lost while the API hangs");
     up.store(true, Ordering::SeqCst);
@@ -398,7 +400,7 @@ fn a_success_starts_a_sender_for_waiting_reports() {
         WAIT,
         |reqs| reqs.iter().filter(|r| r.answered == 200).count() >= 4
     ));
-    env.wait_sender_idle();
+    env.wait_delivered();
     assert_eq!(env.spooled(), 0);
     assert_eq!(accepted_per_ip(&env.api).len(), 4);
 }
@@ -426,7 +428,9 @@ fn used_up_quota_stops_the_sender_until_reset() {
     env.end_backoff();
     env.run(&["report", "--queue", "--categories", "18", "--", &ip(3)]);
     assert!(env.api.wait_until(WAIT, |reqs| reqs.len() >= 2));
-    env.wait_sender_idle();
+    env.wait_status("held by the quota with no sender", |status| {
+        status["backoff"]["active"] == true && status["sender_running"] == false
+    });
     assert_eq!(
         env.api.requests().len(),
         2,
@@ -436,4 +440,33 @@ fn used_up_quota_stops_the_sender_until_reset() {
     assert_eq!(status["backoff"]["until_epoch"], reset);
     assert_eq!(status["backoff"]["reason"], "daily report quota used up");
     assert_eq!(status["waiting"], 2);
+}
+
+#[test]
+fn a_new_sender_outlasts_a_brief_probe_of_its_lock() {
+    let env = TestEnv::new("probe");
+    // Queued during a backoff, so no sender starts; then the window ends.
+    env.set_backoff_until(epoch_now() + 3600);
+    let run = env.run(&["report", "--queue", "--categories", "18", "--", &ip(1)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    env.end_backoff();
+    assert_eq!(env.spooled(), 1);
+    // Another process (a `status`, a starting report) holds the sender lock for a moment,
+    // just as the new sender starts.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(env.state_dir().join("sender.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let sender = std::thread::spawn({
+        let cmd = env.command(&["send-spool"]);
+        move || run_command(cmd)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    drop(lock);
+    assert_eq!(sender.join().unwrap().code, 0);
+    assert_eq!(env.api.accepted_reports().len(), 1, "the sender gave up");
+    assert_eq!(env.spooled(), 0);
 }

@@ -103,7 +103,7 @@ fn failures_are_logged_at_error_without_the_key() {
     let (pri, _, _, message) = parse(&line);
     assert_eq!(pri, 3 * 8 + 3, "severity err: {line}");
     assert!(
-        message.contains("API key refused (HTTP 401 bad_key: Invalid key)"),
+        message.contains("API key refused: HTTP 401 bad_key: Invalid key"),
         "{message}"
     );
     assert!(!line.contains(KEY));

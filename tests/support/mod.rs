@@ -9,7 +9,6 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -19,29 +18,24 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_reportedip-report");
 pub const KEY: &str = "test-key-4f1c9a7e2b";
 /// No command of the binary may take longer than this in any test.
 const RUN_LIMIT: Duration = Duration::from_secs(30);
+/// How long a background sender waits for more reports in tests (the product waits 1 s).
+pub const TEST_LINGER_MS: &str = "200";
+const STATUS_POLL: Duration = Duration::from_millis(20);
 
 /// A directory removed when dropped.
-pub struct TempDir(PathBuf);
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let path =
-            std::env::temp_dir().join(format!("reportedip-test-{tag}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        Self(path)
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("reportedip-test-{tag}-"))
+            .tempdir()
+            .unwrap();
+        Self(dir)
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 
@@ -131,7 +125,8 @@ impl TestEnv {
             .env_remove("HTTP_PROXY")
             .env_remove("http_proxy")
             .env_remove("ALL_PROXY")
-            .env_remove("all_proxy");
+            .env_remove("all_proxy")
+            .env("REPORTEDIP_SENDER_LINGER_MS", TEST_LINGER_MS);
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
@@ -175,19 +170,38 @@ impl TestEnv {
         fs::write(self.state_dir().join("state.json"), state.to_string()).unwrap();
     }
 
-    /// Waits (bounded) until no background sender holds the sender lock.
-    pub fn wait_sender_idle(&self) {
-        let lock = self.state_dir().join("sender.lock");
-        let Ok(file) = fs::OpenOptions::new().write(true).open(lock) else {
-            return;
-        };
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = file.lock();
-            let _ = tx.send(());
-        });
-        rx.recv_timeout(RUN_LIMIT)
-            .expect("background sender still running");
+    /// What `status --json` says now.
+    pub fn status(&self) -> serde_json::Value {
+        self.run(&["status", "--json"]).json()
+    }
+
+    /// Waits (bounded) until `status --json` satisfies `done`, and returns that status.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + RUN_LIMIT;
+        loop {
+            let status = self.status();
+            if done(&status) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "never {what}: {status}");
+            std::thread::sleep(STATUS_POLL);
+        }
+    }
+
+    /// Waits (bounded) until no background sender is at work, as `status` reports it.
+    pub fn wait_sender_idle(&self) -> serde_json::Value {
+        self.wait_status("idle", |status| status["sender_running"] == false)
+    }
+
+    /// Waits (bounded) until the spool is empty and no sender is at work.
+    pub fn wait_delivered(&self) -> serde_json::Value {
+        self.wait_status("delivered", |status| {
+            status["sender_running"] == false && status["waiting"] == 0
+        })
     }
 }
 

@@ -1,0 +1,279 @@
+//! The failure model: what one request to the API came to, and everything that follows from
+//! it. Each answer class decides here, once, whether the report is kept, the exit status and
+//! the operator's words; [`crate::state::State::record`] makes the matching state change.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::outcome::Status;
+use crate::report::Report;
+
+/// The API has the report, or it does not and [`Failure`] says why.
+pub type Delivery = Result<Receipt, Failure>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Receipt {
+    pub report_id: Option<String>,
+    pub confidence: Option<i64>,
+    /// Set when the answer says the daily quota is used up: when it resets (UNIX seconds).
+    pub quota_exhausted_until: Option<u64>,
+    /// Set when the 2xx body could not be read as the documented JSON.
+    pub body_problem: Option<String>,
+}
+
+/// The API's own words about an error: status, and code and message where it gave them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiMessage {
+    pub status: u16,
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+impl fmt::Display for ApiMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}", self.status)?;
+        match (&self.code, &self.message) {
+            (Some(code), Some(message)) => write!(f, " {code}: {message}"),
+            (Some(code), None) => write!(f, " {code}"),
+            (None, Some(message)) => write!(f, ": {message}"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// 400/422 (and other client errors): the API will never take this report.
+    Rejected(ApiMessage),
+    /// 401/403: the key is wrong or may not report; the report is worth keeping.
+    KeyRefused(ApiMessage),
+    /// 404: `api_url` leads nowhere; `url` is what was asked for.
+    WrongUrl { url: String, answer: ApiMessage },
+    /// Worth retrying later: network failure, timeout, redirect, 408/425/429/5xx.
+    Transient {
+        reason: String,
+        /// When the API asked us to come back (UNIX seconds), from `Retry-After` or the
+        /// rate limit.
+        retry_at: Option<u64>,
+    },
+}
+
+impl Failure {
+    pub fn transient(reason: impl Into<String>) -> Self {
+        Failure::Transient {
+            reason: reason.into(),
+            retry_at: None,
+        }
+    }
+
+    /// Whether the report stays in the spool for a later try.
+    pub fn keeps_report(&self) -> bool {
+        !matches!(self, Failure::Rejected(_))
+    }
+
+    pub fn status(&self) -> Status {
+        match self {
+            Failure::Rejected(_) => Status::Rejected,
+            Failure::KeyRefused(_) => Status::KeyRejected,
+            Failure::WrongUrl { .. } => Status::WrongUrl,
+            Failure::Transient { .. } => Status::Kept,
+        }
+    }
+
+    /// The status when the report should have been kept but could not be.
+    pub fn status_if_lost(&self) -> Status {
+        match self.status() {
+            Status::Kept => Status::NotDelivered,
+            status => status,
+        }
+    }
+
+    pub fn retry_at(&self) -> Option<u64> {
+        match self {
+            Failure::Transient { retry_at, .. } => *retry_at,
+            _ => None,
+        }
+    }
+
+    /// What went wrong and how to mend it, in the operator's words. `config` is the file
+    /// that holds the setting to fix.
+    pub fn reason(&self, config: &Path) -> String {
+        let config = config.display();
+        match self {
+            Failure::Rejected(answer) => format!("rejected by the API, not retried: {answer}"),
+            Failure::KeyRefused(answer) => format!(
+                "API key refused: {answer}; fix api_key in {config}, then run \
+                 reportedip-report flush"
+            ),
+            Failure::WrongUrl { url, answer } => {
+                format!("{url} not found ({answer}); check api_url in {config}")
+            }
+            Failure::Transient { reason, .. } => reason.clone(),
+        }
+    }
+}
+
+/// The one line that says what a delivery did for `report`: the sent line, the rejection
+/// (naming the address, since the report is gone), or the reason it is kept.
+pub fn describe(report: &Report, delivery: &Delivery, config: &Path) -> String {
+    match delivery {
+        Ok(receipt) => sent_line(report, receipt),
+        Err(failure) if !failure.keeps_report() => {
+            format!("{} {}", report.ip, failure.reason(config))
+        }
+        Err(failure) => failure.reason(config),
+    }
+}
+
+/// `reported 45.155.205.233 (sshd, 18,22): report 4316026, confidence 39%`
+pub fn sent_line(report: &Report, receipt: &Receipt) -> String {
+    let what = match &report.jail {
+        Some(jail) => format!("{jail}, {}", report.categories),
+        None => report.categories.to_string(),
+    };
+    let mut line = format!("reported {} ({what})", report.ip);
+    let mut details = Vec::new();
+    if let Some(id) = &receipt.report_id {
+        details.push(format!("report {id}"));
+    }
+    if let Some(confidence) = receipt.confidence {
+        details.push(format!("confidence {confidence}%"));
+    }
+    if let Some(problem) = &receipt.body_problem {
+        details.push(format!("answer unreadable: {problem}"));
+    }
+    if !details.is_empty() {
+        line.push_str(": ");
+        line.push_str(&details.join(", "));
+    }
+    line
+}
+
+/// Runs one request on a worker thread and gives up waiting at `limit`, whatever hangs
+/// (DNS, a peer that never answers): the caller then keeps the report like any other
+/// transient failure. The abandoned thread ends with the process.
+pub fn within(limit: Duration, request: impl FnOnce() -> Delivery + Send + 'static) -> Delivery {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("request".into())
+        .spawn(move || {
+            let _ = tx.send(request());
+        });
+    if let Err(err) = spawned {
+        return Err(Failure::transient(format!(
+            "cannot start the request ({err})"
+        )));
+    }
+    rx.recv_timeout(limit).unwrap_or_else(|_| {
+        Err(Failure::transient(format!(
+            "API unreachable (no answer within {} s)",
+            limit.as_secs()
+        )))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::categories::Categories;
+
+    fn report() -> Report {
+        Report {
+            ip: "45.155.205.233".parse().unwrap(),
+            categories: Categories::parse("18,22").unwrap(),
+            comment: "c".into(),
+            jail: Some("sshd".into()),
+            queued_at: 0,
+        }
+    }
+
+    #[test]
+    fn sent_line_matches_the_documented_form() {
+        let receipt = Receipt {
+            report_id: Some("4316026".into()),
+            confidence: Some(39),
+            ..Receipt::default()
+        };
+        assert_eq!(
+            sent_line(&report(), &receipt),
+            "reported 45.155.205.233 (sshd, 18,22): report 4316026, confidence 39%"
+        );
+        let bare = Report {
+            jail: None,
+            categories: Categories::parse("18").unwrap(),
+            ..report()
+        };
+        assert_eq!(
+            sent_line(&bare, &Receipt::default()),
+            "reported 45.155.205.233 (18)"
+        );
+    }
+
+    #[test]
+    fn each_class_decides_keeping_and_status() {
+        let answer = ApiMessage {
+            status: 400,
+            code: Some("ip_whitelisted".into()),
+            message: None,
+        };
+        let cases = [
+            (Failure::Rejected(answer.clone()), false, Status::Rejected),
+            (
+                Failure::KeyRefused(answer.clone()),
+                true,
+                Status::KeyRejected,
+            ),
+            (
+                Failure::WrongUrl {
+                    url: "u".into(),
+                    answer,
+                },
+                true,
+                Status::WrongUrl,
+            ),
+            (Failure::transient("x"), true, Status::Kept),
+        ];
+        for (failure, keeps, status) in cases {
+            assert_eq!(failure.keeps_report(), keeps, "{failure:?}");
+            assert_eq!(failure.status(), status, "{failure:?}");
+        }
+        assert_eq!(
+            Failure::transient("x").status_if_lost(),
+            Status::NotDelivered
+        );
+    }
+
+    #[test]
+    fn rejection_names_the_address() {
+        let failure = Failure::Rejected(ApiMessage {
+            status: 400,
+            code: Some("ip_whitelisted".into()),
+            message: Some("whitelisted".into()),
+        });
+        assert_eq!(
+            describe(&report(), &Err(failure), Path::new("/c")),
+            "45.155.205.233 rejected by the API, not retried: HTTP 400 ip_whitelisted: whitelisted"
+        );
+    }
+
+    #[test]
+    fn a_request_that_hangs_ends_at_the_limit_as_transient() {
+        let (release, hold) = mpsc::channel::<()>();
+        let delivery = within(Duration::from_millis(50), move || {
+            let _ = hold.recv();
+            Ok(Receipt::default())
+        });
+        drop(release);
+        let Err(failure) = delivery else {
+            panic!("a hanging request counted as sent")
+        };
+        assert!(failure.keeps_report());
+        assert!(failure.reason(Path::new("/c")).contains("no answer within"));
+        assert_eq!(
+            within(Duration::from_secs(5), || Ok(Receipt::default())),
+            Ok(Receipt::default())
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! The `report` pipeline, straight through: parse, policy (non-global, ignore list,
+//! cooldown), route (direct, spool, or no state dir, decided once), deliver; always ending
+//! in one [`Outcome`].
+
+use std::net::IpAddr;
+
+use crate::api::Client;
+use crate::cli::ReportArgs;
+use crate::clock::{self, Clock};
+use crate::config::{Config, ConfigError};
+use crate::delivery::{Delivery, describe};
+use crate::log::Logger;
+use crate::outcome::{Outcome, Status, queued_line};
+use crate::report::Report;
+use crate::secret::SecretString;
+use crate::sender;
+use crate::state::{Locked, StateDir};
+use crate::validate::{non_global_reason, parse_ip};
+
+/// Runs `report` from start to end. Never panics on bad input; the caller maps the outcome
+/// to an exit code (0 unless `--strict`).
+pub fn run(config: Result<Config, ConfigError>, args: &ReportArgs, clock: Clock) -> Outcome {
+    let config = match config {
+        Ok(config) => config,
+        Err(err) => {
+            let outcome = Outcome::new(Status::ConfigError, format!("not reported: {err}"));
+            return emit(&Logger::new(true, !args.dry_run), outcome);
+        }
+    };
+    let log = Logger::new(true, config.syslog && !args.dry_run);
+    let report = match admit(&config, args, clock()) {
+        Ok(report) => report,
+        Err(outcome) => return emit(&log, *outcome),
+    };
+    if args.dry_run {
+        return dry_run(&report, &config);
+    }
+    let key = match config.require_key() {
+        Ok(key) => key.clone(),
+        Err(err) => {
+            let outcome =
+                Outcome::new(Status::ConfigError, format!("not reported: {err}")).about(&report);
+            return emit(&log, outcome);
+        }
+    };
+    let pipeline = Pipeline {
+        config: &config,
+        log: &log,
+        key,
+        clock,
+    };
+    emit(&log, pipeline.deliver(&report, args.queue))
+}
+
+/// Parse and policy: the report worth sending, or the outcome that says why there is none.
+fn admit(config: &Config, args: &ReportArgs, now: u64) -> Result<Report, Box<Outcome>> {
+    let invalid = |why: String| {
+        Box::new(Outcome::new(
+            Status::Invalid,
+            format!("not reported: {why}"),
+        ))
+    };
+    let ip = parse_ip(&args.ip).map_err(|err| invalid(err.to_string()))?;
+    if let Some(why) = policy_skip(ip, config) {
+        let mut outcome = Outcome::new(Status::Skipped, why);
+        outcome.ip = Some(ip.to_string());
+        return Err(Box::new(outcome));
+    }
+    Report::from_args(ip, args, config, now).map_err(|err| invalid(err.to_string()))
+}
+
+/// Why `ip` must never be reported (not globally routable, or on the ignore list), if so.
+fn policy_skip(ip: IpAddr, config: &Config) -> Option<String> {
+    let why = non_global_reason(ip)
+        .map(|why| format!("{why}, never reported"))
+        .or_else(|| {
+            config
+                .ignore
+                .iter()
+                .any(|net| net.contains(ip))
+                .then(|| "on the ignore list".to_string())
+        })?;
+    Some(format!("skipped {ip}: {why}"))
+}
+
+fn emit(log: &Logger, outcome: Outcome) -> Outcome {
+    if outcome.status.is_failure() {
+        log.error(&outcome.message);
+    } else {
+        log.info(&outcome.message);
+    }
+    outcome
+}
+
+fn dry_run(report: &Report, config: &Config) -> Outcome {
+    let url = format!("{}/report", config.api_url);
+    let key = if config.api_key.is_some() {
+        "(set)"
+    } else {
+        "(missing)"
+    };
+    let ip = report.ip.to_string();
+    let categories = report.categories.to_string();
+    let request = serde_json::json!({
+        "method": "POST",
+        "url": url,
+        "headers": {
+            "X-Key": key,
+            "Accept": "application/json",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+        "form": { "ip": ip, "categories": categories, "comment": report.comment },
+    });
+    let message = format!(
+        "POST {url}\nX-Key: {key}\nAccept: application/json\n\
+         Content-Type: application/x-www-form-urlencoded\n\n\
+         ip={ip}\ncategories={categories}\ncomment={}",
+        report.comment
+    );
+    let mut outcome = Outcome::new(Status::DryRun, message).about(report);
+    outcome.request = Some(request);
+    outcome
+}
+
+struct Pipeline<'a> {
+    config: &'a Config,
+    log: &'a Logger,
+    key: SecretString,
+    clock: Clock,
+}
+
+impl Pipeline<'_> {
+    /// Routes the report once: skipped by the cooldown, to the spool (`--queue`, or the API
+    /// in backoff), or straight to the API.
+    fn deliver(&self, report: &Report, queue: bool) -> Outcome {
+        let state = match StateDir::open(&self.config.state_dir) {
+            Ok(state) => state,
+            Err(err) => {
+                self.log.warn(&err.to_string());
+                return self.send(None, report);
+            }
+        };
+        let now = (self.clock)();
+        let mut locked = self.lock(&state);
+        let mut backoff = None;
+        if let Some(locked) = &mut locked {
+            if let Some(outcome) = self.cooling(locked, report, now) {
+                return outcome;
+            }
+            locked
+                .state
+                .note_reported(&report.ip.to_string(), now, self.config.cooldown);
+            backoff = locked.state.backoff_note(now);
+        }
+        if queue || backoff.is_some() {
+            match self.spool(&state, locked.as_mut(), report, now) {
+                Ok(waiting) => {
+                    self.save(locked);
+                    if backoff.is_none() {
+                        sender::ensure_running(&state, &self.config.path);
+                    }
+                    let status = if queue { Status::Queued } else { Status::Kept };
+                    let line = queued_line(report.ip, backoff.as_deref(), waiting);
+                    return Outcome::new(status, line)
+                        .about(report)
+                        .with_waiting(Some(waiting));
+                }
+                // Not saved: a lost report leaves no cooldown behind.
+                Err(why) if backoff.is_some() => {
+                    let note = backoff.unwrap_or_default();
+                    return lost(report, Status::NotDelivered, &note, &why);
+                }
+                Err(why) => self
+                    .log
+                    .warn(&format!("{why}; sending {} directly", report.ip)),
+            }
+        }
+        self.save(locked);
+        self.send(Some(&state), report)
+    }
+
+    /// The outcome for a report that the cooldown holds back, if it does.
+    fn cooling(&self, locked: &Locked, report: &Report, now: u64) -> Option<Outcome> {
+        let cooldown = self.config.cooldown;
+        let since = locked
+            .state
+            .cooling_since(&report.ip.to_string(), now, cooldown)?;
+        let message = format!(
+            "skipped {}: already reported {} ago (cooldown {})",
+            report.ip,
+            clock::format_span(now.saturating_sub(since)),
+            clock::format_span(cooldown)
+        );
+        Some(Outcome::new(Status::Skipped, message).about(report))
+    }
+
+    /// One POST, bounded by the client's deadline, then its consequences.
+    fn send(&self, state: Option<&StateDir>, report: &Report) -> Outcome {
+        let client = Client::new(&self.config.api_url, self.key.clone(), self.config.timeout);
+        let delivery = client.send_report(report, (self.clock)());
+        self.settle(state, report, &delivery)
+    }
+
+    /// Records the delivery in the state, keeps the report if the failure says so, and
+    /// starts a sender when a success shows the API is back for reports still waiting.
+    fn settle(&self, state: Option<&StateDir>, report: &Report, delivery: &Delivery) -> Outcome {
+        let now = (self.clock)();
+        let line = describe(report, delivery, &self.config.path);
+        let mut locked = state.and_then(|state| self.lock(state));
+        if let Some(locked) = &mut locked {
+            locked.state.record(delivery, &line, now);
+        }
+        let outcome = match delivery {
+            Ok(receipt) => Outcome::new(Status::Sent, line)
+                .about(report)
+                .with_receipt(receipt),
+            Err(failure) if !failure.keeps_report() => {
+                Outcome::new(failure.status(), line).about(report)
+            }
+            Err(failure) => {
+                let kept = state
+                    .ok_or_else(|| "no usable state_dir".to_string())
+                    .and_then(|state| self.spool(state, locked.as_mut(), report, now));
+                match kept {
+                    Ok(waiting) => Outcome::new(
+                        failure.status(),
+                        queued_line(report.ip, Some(&line), waiting),
+                    )
+                    .about(report)
+                    .with_waiting(Some(waiting)),
+                    Err(why) => lost(report, failure.status_if_lost(), &line, &why),
+                }
+            }
+        };
+        self.save(locked);
+        if let Some(state) = state
+            && outcome.status == Status::Sent
+            && !state.spool().is_empty()
+        {
+            sender::ensure_running(state, &self.config.path);
+        }
+        outcome
+    }
+
+    /// Writes the report to the spool, which needs no lock; with the state lock held, the
+    /// spool limits are applied too. Returns how many reports wait.
+    fn spool(
+        &self,
+        state: &StateDir,
+        locked: Option<&mut Locked>,
+        report: &Report,
+        now: u64,
+    ) -> Result<usize, String> {
+        let spool = state.spool();
+        spool.add(report).map_err(|err| {
+            format!(
+                "cannot write to the spool in {}: {err}",
+                spool.dir().display()
+            )
+        })?;
+        Ok(match locked {
+            Some(locked) => sender::apply_limits(self.config, &spool, locked, now, self.log).1,
+            None => spool.len(),
+        })
+    }
+
+    fn lock(&self, state: &StateDir) -> Option<Locked> {
+        state
+            .lock()
+            .map_err(|err| self.log.warn(&err.to_string()))
+            .ok()
+    }
+
+    /// Saves and releases the state.
+    fn save(&self, locked: Option<Locked>) {
+        if let Some(Err(err)) = locked.map(|locked| locked.save()) {
+            self.log.warn(&err.to_string());
+        }
+    }
+}
+
+/// `45.155.205.233 not delivered, and lost (no usable state_dir): HTTP 503`
+fn lost(report: &Report, status: Status, reason: &str, why: &str) -> Outcome {
+    let line = format!("{} not delivered, and lost ({why}): {reason}", report.ip);
+    Outcome::new(status, line).about(report)
+}
