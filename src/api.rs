@@ -7,10 +7,15 @@ use serde::{Deserialize, Deserializer, Serialize};
 use ureq::Agent;
 use ureq::http::Response;
 
+use ureq::tls::TlsConfig;
+
+use crate::categories::Categories;
 use crate::clock;
-use crate::delivery::{ApiMessage, Delivery, Failure, Receipt};
+use crate::config::Config;
+use crate::delivery::{ApiMessage, CertProblem, Delivery, Failure, Receipt};
 use crate::report::Report;
 use crate::secret::SecretString;
+use crate::trust;
 
 /// Largest response body read; the API's answers are a few hundred bytes.
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -33,6 +38,34 @@ pub struct KeyInfo {
     pub permissions: Option<Vec<String>>,
     #[serde(default)]
     pub limits: Option<Limits>,
+    #[serde(default)]
+    pub domains: Option<Domains>,
+}
+
+impl KeyInfo {
+    /// `reportedip_free` → `free`; other roles as the API names them.
+    pub fn role(&self) -> Option<&str> {
+        let role = self.user_role.as_deref()?;
+        Some(role.strip_prefix("reportedip_").unwrap_or(role))
+    }
+
+    /// Whether the key may report: judged by the daily report limit (0 = no; negative or
+    /// missing = unlimited), since the permission names are not documented.
+    pub fn may_report(&self) -> bool {
+        self.limits.as_ref().and_then(|l| l.daily_report_limit) != Some(0)
+    }
+}
+
+/// The sites of the key's account, against what its plan allows.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Domains {
+    #[serde(default, deserialize_with = "lenient_number")]
+    pub used: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_number")]
+    pub limit: Option<i64>,
+    #[serde(default)]
+    pub status: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -48,8 +81,9 @@ pub struct Limits {
     pub remaining_reports: Option<i64>,
     #[serde(default, deserialize_with = "lenient_number")]
     pub daily_report_usage: Option<i64>,
+    /// Format undocumented: any JSON value is kept as it came.
     #[serde(default)]
-    pub reset_time: Option<String>,
+    pub reset_time: Option<serde_json::Value>,
 }
 
 /// Limits may come as numbers, numeric strings, or words like "unlimited" (read as absent).
@@ -62,39 +96,55 @@ fn lenient_number<'de, D: Deserializer<'de>>(de: D) -> Result<Option<i64>, D::Er
     })
 }
 
-/// Settings of a client: where, with which key, and how long a request may take in all.
-/// Cloning shares the connection pool.
+/// Settings of a client: where, with which key, which CA roots, and how long a request may
+/// take in all. Cloning shares the connection pool.
 #[derive(Clone)]
 pub struct Client {
     agent: Agent,
     base: String,
     key: SecretString,
     timeout: Duration,
+    roots: String,
 }
 
 impl Client {
-    pub fn new(base: &str, key: SecretString, timeout: Duration) -> Self {
+    pub fn new(config: &Config, key: SecretString) -> Self {
+        let base = &config.api_url;
+        let https = base.starts_with("https://");
         // Plain http is only ever allowed to loopback, where a proxy from the environment
-        // would be the one place the key could leak in clear text.
-        let proxy = if base.starts_with("https://") {
-            ureq::Proxy::try_from_env()
+        // would be the one place the key could leak in clear text; and it needs no roots.
+        let (proxy, trust) = if https {
+            let trust = trust::load(config.ca_file.as_deref());
+            (ureq::Proxy::try_from_env(), Some(trust))
         } else {
-            None
+            (None, None)
         };
-        let config = Agent::config_builder()
-            .timeout_global(Some(timeout))
+        let roots = trust.as_ref().map_or_else(
+            || "none needed (plain http to loopback)".to_string(),
+            |trust| trust.description.clone(),
+        );
+        let mut builder = Agent::config_builder()
+            .timeout_global(Some(config.timeout))
             .max_redirects(0)
             .http_status_as_error(false)
             .proxy(proxy)
             .user_agent(concat!("reportedip-report/", env!("CARGO_PKG_VERSION")))
-            .accept("application/json")
-            .build();
-        Self {
-            agent: config.into(),
-            base: base.to_string(),
-            key,
-            timeout,
+            .accept("application/json");
+        if let Some(trust) = trust {
+            builder = builder.tls_config(TlsConfig::builder().root_certs(trust.roots).build());
         }
+        Self {
+            agent: builder.build().into(),
+            base: base.clone(),
+            key,
+            timeout: config.timeout,
+            roots,
+        }
+    }
+
+    /// Which CA roots the client trusts, for people.
+    pub fn roots(&self) -> &str {
+        &self.roots
     }
 
     pub fn report_url(&self) -> String {
@@ -108,8 +158,24 @@ impl Client {
     }
 
     /// POSTs one report, waiting no longer than [`Self::deadline`]. `now` anchors relative
-    /// `Retry-After` values.
+    /// `Retry-After` values. An older deployment refuses the whole report over a category
+    /// added recently; then the report goes once more without those, which the receipt says.
     pub fn send_report(&self, report: &Report, now: u64) -> Delivery {
+        let delivery = self.post_report(report, now);
+        let Some((fewer, dropped)) = without_recent_categories(report, &delivery) else {
+            return delivery;
+        };
+        let retry = Report {
+            categories: fewer,
+            ..report.clone()
+        };
+        self.post_report(&retry, now).map(|receipt| Receipt {
+            dropped_categories: Some(dropped),
+            ..receipt
+        })
+    }
+
+    fn post_report(&self, report: &Report, now: u64) -> Delivery {
         let client = self.clone();
         let form = [
             ("ip", report.ip.to_string()),
@@ -146,12 +212,7 @@ impl Client {
         result: Result<Response<ureq::Body>, ureq::Error>,
         now: u64,
     ) -> Result<Reply, Failure> {
-        let mut response = result.map_err(|err| {
-            Failure::transient(format!(
-                "API unreachable ({})",
-                describe_error(&err, self.timeout)
-            ))
-        })?;
+        let mut response = result.map_err(|err| self.failure(&err))?;
         let header = |name: &str| {
             response
                 .headers()
@@ -182,6 +243,70 @@ impl Client {
     }
 }
 
+impl Client {
+    /// A request that got no answer: a refused certificate said as such, else unreachable.
+    fn failure(&self, err: &ureq::Error) -> Failure {
+        if let Some(problem) = certificate_problem(err) {
+            let host = self
+                .base
+                .split("://")
+                .nth(1)
+                .and_then(|rest| rest.split('/').next())
+                .unwrap_or(&self.base);
+            return Failure::Certificate {
+                host: host.to_string(),
+                problem,
+            };
+        }
+        Failure::transient(format!(
+            "API unreachable ({})",
+            describe_error(err, self.timeout)
+        ))
+    }
+}
+
+/// The certificate verdict inside a TLS error, wherever ureq carries it.
+fn certificate_problem(err: &ureq::Error) -> Option<CertProblem> {
+    let rustls_error = match err {
+        ureq::Error::Rustls(inner) => Some(inner),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    }?;
+    let rustls::Error::InvalidCertificate(cert) = rustls_error else {
+        return None;
+    };
+    use rustls::CertificateError as E;
+    Some(match cert {
+        E::UnknownIssuer => CertProblem::UnknownIssuer,
+        E::NotValidForName | E::NotValidForNameContext { .. } => CertProblem::WrongName,
+        E::Expired | E::ExpiredContext { .. } => CertProblem::Expired,
+        E::NotValidYet | E::NotValidYetContext { .. } => CertProblem::NotYetValid,
+        other => CertProblem::Other(format!("{other:?}")),
+    })
+}
+
+/// For a report refused as a whole over categories (`rest_invalid_param`) that holds some of
+/// the recently added ones and others besides: the report without them, and what was left out.
+fn without_recent_categories(
+    report: &Report,
+    delivery: &Delivery,
+) -> Option<(Categories, Categories)> {
+    let Err(Failure::Rejected(answer)) = delivery else {
+        return None;
+    };
+    let about_categories = answer.code.as_deref() == Some("rest_invalid_param")
+        && answer
+            .message
+            .as_deref()
+            .is_some_and(|m| m.to_ascii_lowercase().contains("categor"));
+    if !about_categories {
+        return None;
+    }
+    report.categories.split_recent()
+}
+
 /// A response reduced to what classification needs.
 #[derive(Debug, Clone)]
 struct Reply {
@@ -204,12 +329,15 @@ fn classify(reply: Reply, url: String) -> Delivery {
             ),
             None => format!("API answered HTTP {status} redirect without Location; check api_url"),
         })),
+        403 if api_message(&reply).code.as_deref() == Some("domain_limit_exceeded") => {
+            Err(Failure::AccountLimit(api_message(&reply)))
+        }
         401 | 403 => Err(Failure::KeyRefused(api_message(&reply))),
         404 => Err(Failure::WrongUrl {
             url,
             answer: api_message(&reply),
         }),
-        408 | 425 | 429 | 500..=599 => Err(Failure::Transient {
+        408 | 425 | 429 | 499 | 500..=599 => Err(Failure::Transient {
             reason: api_message(&reply).to_string(),
             retry_at: reply.retry_at,
         }),

@@ -97,6 +97,10 @@ pub enum CategoryError {
     Empty,
 }
 
+/// Categories added to the API recently; an older deployment refuses a report that holds
+/// any of them.
+pub const RECENT: std::ops::RangeInclusive<u8> = 59..=63;
+
 /// A non-empty, duplicate-free list of valid category IDs, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Categories(Vec<u8>);
@@ -139,6 +143,13 @@ impl Categories {
 
     pub fn ids(&self) -> &[u8] {
         &self.0
+    }
+
+    /// This list without the recently added categories ([`RECENT`]) and those left out,
+    /// when it holds both kinds; else `None`.
+    pub fn split_recent(&self) -> Option<(Self, Self)> {
+        let (recent, older): (Vec<u8>, Vec<u8>) = self.0.iter().partition(|id| RECENT.contains(id));
+        (!recent.is_empty() && !older.is_empty()).then_some((Self(older), Self(recent)))
     }
 }
 

@@ -27,7 +27,7 @@ fn fail(message: &str, code: u8) -> u8 {
 
 fn client(config: &Config) -> Result<Client, ConfigError> {
     let key = config.require_key()?.clone();
-    Ok(Client::new(&config.api_url, key, config.timeout))
+    Ok(Client::new(config, key))
 }
 
 pub fn verify_key(config: Result<Config, ConfigError>, json: bool, clock: Clock) -> u8 {
@@ -63,6 +63,7 @@ pub fn verify_key(config: Result<Config, ConfigError>, json: bool, clock: Clock)
         },
         problems,
         key,
+        roots: client.roots().to_string(),
         source: if config.file_found {
             config.path.display().to_string()
         } else {

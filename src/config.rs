@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
+use toml::Spanned;
 
-use crate::categories::{Categories, CategoryError};
+use crate::categories::Categories;
 use crate::secret::SecretString;
 use crate::validate::Network;
 
@@ -39,31 +40,46 @@ pub enum ConfigError {
     Owner { path: PathBuf, owner: u32 },
     #[error("config {path}: {message}")]
     Syntax { path: PathBuf, message: String },
-    #[error("config {path}: {key}: {reason}")]
+    #[error("config {path}: line {line}: {key} {reason}")]
     Invalid {
         path: PathBuf,
+        line: usize,
         key: String,
         reason: String,
     },
     #[error("config {path} has no api_key; add api_key = \"…\" (or set {KEY_ENV} for one-off use)")]
     MissingKey { path: PathBuf },
+    #[error("config {path}: api_key is still the placeholder; paste your key from reportedip.com")]
+    Placeholder { path: PathBuf },
+    #[error(
+        "config {path}: api_key is empty or contains spaces or control characters; paste the key \
+         exactly as your ReportedIP account shows it"
+    )]
+    BadKey { path: PathBuf },
+    #[error("{KEY_ENV} is not valid UTF-8; set it to the key exactly as your account shows it")]
+    KeyEnvNotUnicode,
+    #[error("{message}")]
+    Misplaced { message: String },
 }
 
+/// The file as written; every value keeps its place so that an error can name the line
+/// without quoting the value (which may be the key).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    api_key: Option<String>,
-    api_url: Option<String>,
-    timeout: Option<i64>,
-    categories: Option<RawCategories>,
-    comment: Option<String>,
-    ignore: Option<Vec<String>>,
-    state_dir: Option<PathBuf>,
-    cooldown: Option<i64>,
-    spool_max: Option<i64>,
-    spool_max_age: Option<i64>,
+    api_key: Option<Spanned<String>>,
+    api_url: Option<Spanned<String>>,
+    timeout: Option<Spanned<i64>>,
+    categories: Option<Spanned<RawCategories>>,
+    comment: Option<Spanned<String>>,
+    ignore: Option<Vec<Spanned<String>>>,
+    state_dir: Option<Spanned<PathBuf>>,
+    cooldown: Option<Spanned<i64>>,
+    spool_max: Option<Spanned<i64>>,
+    spool_max_age: Option<Spanned<i64>>,
     syslog: Option<bool>,
-    jail_categories: Option<BTreeMap<String, RawCategories>>,
+    ca_file: Option<Spanned<PathBuf>>,
+    jail_categories: Option<BTreeMap<Spanned<String>, Spanned<RawCategories>>>,
 }
 
 #[derive(Deserialize)]
@@ -98,7 +114,11 @@ pub struct Config {
     pub spool_max: usize,
     pub spool_max_age: u64,
     pub syslog: bool,
+    /// Extra trusted CA certificates (PEM), on top of the system store.
+    pub ca_file: Option<PathBuf>,
     pub jail_categories: BTreeMap<String, Categories>,
+    /// Things worth fixing that did not stop the config from loading; each run logs them.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -119,7 +139,9 @@ impl Config {
             spool_max: 10_000,
             spool_max_age: 86_400,
             syslog: true,
+            ca_file: None,
             jail_categories: BTreeMap::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -129,10 +151,8 @@ impl Config {
             return Ok(key);
         }
         if self.key_is_placeholder {
-            return Err(ConfigError::Invalid {
+            return Err(ConfigError::Placeholder {
                 path: self.path.clone(),
-                key: "api_key".into(),
-                reason: "is still the placeholder; paste your key from reportedip.com".into(),
             });
         }
         Err(ConfigError::MissingKey {
@@ -151,8 +171,12 @@ impl Config {
 
 /// Reads and validates the config at `path`. A missing file is an error unless `missing_ok`
 /// (dry runs) or a key comes from the environment (`env_key`, which also overrides the file).
-pub fn load(path: &Path, env_key: Option<String>, missing_ok: bool) -> Result<Config, ConfigError> {
-    let env_key = env_key
+pub fn load(
+    path: &Path,
+    env_key: Result<Option<String>, ConfigError>,
+    missing_ok: bool,
+) -> Result<Config, ConfigError> {
+    let env_key = env_key?
         .filter(|key| !key.is_empty())
         .map(|key| check_key(path, key))
         .transpose()?;
@@ -169,16 +193,38 @@ pub fn load(path: &Path, env_key: Option<String>, missing_ok: bool) -> Result<Co
     Ok(config)
 }
 
+/// `REPORTEDIP_API_KEY`, if set; a value that is not UTF-8 is an error, not "unset".
+pub fn env_key() -> Result<Option<String>, ConfigError> {
+    match std::env::var(KEY_ENV) {
+        Ok(key) => Ok(Some(key)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::KeyEnvNotUnicode),
+    }
+}
+
+/// Largest config file read; a real one is a few hundred bytes.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 fn read_checked(path: &Path) -> Result<String, ConfigError> {
+    let unreadable = |source| ConfigError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    };
     let meta = fs::metadata(path).map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => ConfigError::NotFound {
             path: path.to_path_buf(),
         },
-        _ => ConfigError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        },
+        _ => unreadable(source),
     })?;
+    // A FIFO or device would block the ban path or never end.
+    if !meta.is_file() {
+        return Err(unreadable(io::Error::other("not a regular file")));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(unreadable(io::Error::other(format!(
+            "larger than {MAX_CONFIG_BYTES} bytes"
+        ))));
+    }
     let mode = meta.mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(ConfigError::Permissions {
@@ -195,10 +241,13 @@ fn read_checked(path: &Path) -> Result<String, ConfigError> {
             owner: meta.uid(),
         });
     }
-    fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    })
+    let mut text = String::new();
+    fs::File::open(path)
+        .and_then(|file| {
+            io::Read::read_to_string(&mut io::Read::take(file, MAX_CONFIG_BYTES), &mut text)
+        })
+        .map_err(unreadable)?;
+    Ok(text)
 }
 
 /// The kernel makes /proc/self owned by the process's effective uid; this avoids an FFI call.
@@ -212,135 +261,226 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         message: describe_toml_error(text, &err),
     })?;
-    validate(path, raw)
+    Checker { path, text }.validate(raw)
 }
 
-/// toml's own message quotes the offending source line, which may be the key itself: show
-/// the line number and the bare message instead, and nothing at all about an api_key line.
+/// 1-based line of a byte offset in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// toml's messages quote the offending value, which may be the key: say the line and what
+/// kind of problem it is, and name keys, but never show a value.
 fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
-    let Some(span) = err.span() else {
-        return err.message().to_string();
-    };
-    let start = span.start.min(text.len());
-    let line_no = text[..start].matches('\n').count() + 1;
-    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-    let line = text[line_start..].lines().next().unwrap_or("");
-    if line.trim_start().starts_with("api_key") {
-        return format!("line {line_no}: api_key must be a quoted string, e.g. api_key = \"…\"");
+    let message = redact_values(err.message().trim_end());
+    match err.span() {
+        Some(span) => format!("line {}: {message}", line_of(text, span.start)),
+        None => message,
     }
-    format!("line {line_no}: {}", err.message().trim_end())
 }
 
-fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
-    let invalid = |key: &str, reason: String| ConfigError::Invalid {
-        path: path.to_path_buf(),
-        key: key.to_string(),
-        reason,
-    };
-    let mut config = Config::defaults(path);
-    config.file_found = true;
-    match raw.api_key {
-        Some(key) if key.trim() == PLACEHOLDER_KEY => config.key_is_placeholder = true,
-        Some(key) => config.api_key = Some(check_key(path, key)?),
-        None => {}
+/// Keeps toml's words and the key names it cites (`unknown field `x``), drops every quoted
+/// or backticked value (`invalid type: string "…"`).
+fn redact_values(message: &str) -> String {
+    if message.starts_with("unknown field") || message.starts_with("missing field") {
+        return message.to_string();
     }
-    if let Some(url) = raw.api_url {
-        config.api_url = check_api_url(&url).map_err(|reason| invalid("api_url", reason))?;
-    }
-    if let Some(secs) = raw.timeout {
-        if !(1..=60).contains(&secs) {
-            return Err(invalid(
-                "timeout",
-                format!("{secs} is out of range 1..=60 seconds"),
-            ));
+    let mut out = String::with_capacity(message.len());
+    let mut quote = None;
+    for c in message.chars() {
+        match quote {
+            Some(open) if c == open => {
+                out.push('…');
+                out.push(c);
+                quote = None;
+            }
+            Some(_) => {}
+            None if c == '"' || c == '`' || c == '\'' => {
+                out.push(c);
+                quote = Some(c);
+            }
+            None => out.push(c),
         }
-        config.timeout = Duration::from_secs(secs.unsigned_abs());
     }
-    if let Some(cats) = raw.categories {
-        config.categories =
-            Some(categories(cats).map_err(|err| invalid("categories", err.to_string()))?);
+    if quote.is_some() {
+        out.push('…');
     }
-    if let Some(template) = raw.comment {
-        check_template(&template).map_err(|reason| invalid("comment", reason))?;
-        config.comment = template;
-    }
-    for entry in raw.ignore.unwrap_or_default() {
-        let net = entry
-            .parse::<Network>()
-            .map_err(|err| invalid("ignore", err.to_string()))?;
-        config.ignore.push(net);
-    }
-    if let Some(dir) = raw.state_dir {
-        if !dir.is_absolute() {
-            return Err(invalid(
-                "state_dir",
-                format!("{} is not an absolute path", dir.display()),
-            ));
+    out
+}
+
+/// Checks raw values in the context of their file, for messages that point at a line.
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn invalid<T>(&self, value: &Spanned<T>, key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: line_of(self.text, value.span().start),
+            key: key.to_string(),
+            reason: reason.into(),
         }
-        config.state_dir = dir;
     }
-    if let Some(secs) = raw.cooldown {
-        config.cooldown = non_negative(secs).ok_or_else(|| invalid("cooldown", negative(secs)))?;
-    }
-    if let Some(max) = raw.spool_max {
-        config.spool_max = usize::try_from(max)
-            .ok()
-            .filter(|max| *max >= 1)
-            .ok_or_else(|| invalid("spool_max", format!("{max} must be at least 1")))?;
-    }
-    if let Some(secs) = raw.spool_max_age {
-        config.spool_max_age = non_negative(secs)
-            .filter(|secs| *secs >= 1)
-            .ok_or_else(|| invalid("spool_max_age", format!("{secs} must be at least 1 second")))?;
-    }
-    if let Some(syslog) = raw.syslog {
-        config.syslog = syslog;
-    }
-    for (jail, cats) in raw.jail_categories.unwrap_or_default() {
-        let key = format!("jail_categories.{jail}");
-        let cats = categories(cats).map_err(|err| invalid(&key, err.to_string()))?;
-        config.jail_categories.insert(jail, cats);
-    }
-    Ok(config)
-}
 
-fn non_negative(value: i64) -> Option<u64> {
-    u64::try_from(value).ok()
-}
+    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut config = Config::defaults(self.path);
+        config.file_found = true;
+        self.check_misplaced_key(&raw, &mut config)?;
+        match raw.api_key {
+            Some(key) if key.get_ref().trim() == PLACEHOLDER_KEY => {
+                config.key_is_placeholder = true;
+            }
+            Some(key) => config.api_key = Some(check_key(self.path, key.into_inner())?),
+            None => {}
+        }
+        if let Some(url) = raw.api_url {
+            let (checked, warning) = check_api_url(url.get_ref())
+                .map_err(|reason| self.invalid(&url, "api_url", reason))?;
+            config.api_url = checked;
+            config.warnings.extend(warning.map(|warning| {
+                format!(
+                    "config {}: line {}: api_url {warning}",
+                    self.path.display(),
+                    line_of(self.text, url.span().start)
+                )
+            }));
+        }
+        if let Some(secs) = raw.timeout {
+            let value = *secs.get_ref();
+            if !(1..=60).contains(&value) {
+                return Err(self.invalid(&secs, "timeout", "must be 1 to 60 seconds"));
+            }
+            config.timeout = Duration::from_secs(value.unsigned_abs());
+        }
+        if let Some(cats) = raw.categories {
+            config.categories = Some(self.categories(&cats, "categories")?);
+        }
+        if let Some(template) = raw.comment {
+            check_template(template.get_ref())
+                .map_err(|reason| self.invalid(&template, "comment", reason))?;
+            config.comment = template.into_inner();
+        }
+        for entry in raw.ignore.unwrap_or_default() {
+            let net = entry.get_ref().parse::<Network>().map_err(|_| {
+                self.invalid(
+                    &entry,
+                    "ignore",
+                    "has an entry that is not an address or a network like 198.51.100.0/24 \
+                     or 2001:db8::/32",
+                )
+            })?;
+            config.ignore.push(net);
+        }
+        if let Some(dir) = raw.state_dir {
+            if !dir.get_ref().is_absolute() {
+                return Err(self.invalid(&dir, "state_dir", "must be an absolute path"));
+            }
+            config.state_dir = dir.into_inner();
+        }
+        if let Some(secs) = raw.cooldown {
+            config.cooldown = u64::try_from(*secs.get_ref())
+                .map_err(|_| self.invalid(&secs, "cooldown", "must not be negative"))?;
+        }
+        if let Some(max) = raw.spool_max {
+            config.spool_max = usize::try_from(*max.get_ref())
+                .ok()
+                .filter(|max| *max >= 1)
+                .ok_or_else(|| self.invalid(&max, "spool_max", "must be at least 1"))?;
+        }
+        if let Some(secs) = raw.spool_max_age {
+            config.spool_max_age = u64::try_from(*secs.get_ref())
+                .ok()
+                .filter(|secs| *secs >= 1)
+                .ok_or_else(|| self.invalid(&secs, "spool_max_age", "must be at least 1 second"))?;
+        }
+        if let Some(syslog) = raw.syslog {
+            config.syslog = syslog;
+        }
+        if let Some(file) = raw.ca_file {
+            match crate::trust::read_certificates(file.get_ref()) {
+                Ok(certs) if !certs.is_empty() => config.ca_file = Some(file.into_inner()),
+                Ok(_) => {
+                    return Err(self.invalid(&file, "ca_file", "holds no PEM certificate"));
+                }
+                Err(why) => {
+                    return Err(self.invalid(&file, "ca_file", format!("cannot be read ({why})")));
+                }
+            }
+        }
+        for (jail, cats) in raw.jail_categories.unwrap_or_default() {
+            // Dealt with by `check_misplaced_key`: never a jail, never to be quoted.
+            if jail.get_ref() == "api_key" {
+                continue;
+            }
+            let key = format!("jail_categories.{}", jail.get_ref());
+            let cats = self.categories(&cats, &key)?;
+            config.jail_categories.insert(jail.into_inner(), cats);
+        }
+        Ok(config)
+    }
 
-fn negative(value: i64) -> String {
-    format!("{value} must not be negative")
+    /// An `api_key` line after a `[table]` header lands inside that table: the most likely
+    /// way to publish the key in an error message, so it gets its own.
+    fn check_misplaced_key(&self, raw: &RawConfig, config: &mut Config) -> Result<(), ConfigError> {
+        let Some(tables) = &raw.jail_categories else {
+            return Ok(());
+        };
+        let Some((name, _)) = tables.iter().find(|(name, _)| name.get_ref() == "api_key") else {
+            return Ok(());
+        };
+        let line = line_of(self.text, name.span().start);
+        let advice = format!(
+            "config {}: line {line}: api_key is inside [jail_categories], so it is not the API \
+             key; move the api_key line above the first [table] line",
+            self.path.display()
+        );
+        if raw.api_key.is_some() {
+            config.warnings.push(advice);
+            return Ok(());
+        }
+        Err(ConfigError::Misplaced { message: advice })
+    }
+
+    /// A category list; the message names the key and line, never the list.
+    fn categories(
+        &self,
+        raw: &Spanned<RawCategories>,
+        key: &str,
+    ) -> Result<Categories, ConfigError> {
+        let parsed = match raw.get_ref() {
+            RawCategories::List(list) => Categories::parse(list),
+            RawCategories::Items(items) => {
+                let texts: Vec<String> = items
+                    .iter()
+                    .map(|item| match item {
+                        RawCategory::Id(id) => id.to_string(),
+                        RawCategory::Name(name) => name.clone(),
+                    })
+                    .collect();
+                Categories::from_items(texts.iter().map(String::as_str))
+            }
+        };
+        parsed.map_err(|_| {
+            self.invalid(
+                raw,
+                key,
+                "has an unknown or empty category; run `reportedip-report categories` for the list",
+            )
+        })
+    }
 }
 
 fn check_key(path: &Path, key: String) -> Result<SecretString, ConfigError> {
     let key = key.trim().to_string();
     // The key goes into an HTTP header: anything but visible ASCII would corrupt the request.
     if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ConfigError::Invalid {
+        return Err(ConfigError::BadKey {
             path: path.to_path_buf(),
-            key: "api_key".into(),
-            reason: "is empty or contains spaces or control characters; paste the key exactly \
-                     as your ReportedIP account shows it"
-                .into(),
         });
     }
     Ok(SecretString::new(key))
-}
-
-fn categories(raw: RawCategories) -> Result<Categories, CategoryError> {
-    match raw {
-        RawCategories::List(list) => Categories::parse(&list),
-        RawCategories::Items(items) => {
-            let texts: Vec<String> = items
-                .into_iter()
-                .map(|item| match item {
-                    RawCategory::Id(id) => id.to_string(),
-                    RawCategory::Name(name) => name,
-                })
-                .collect();
-            Categories::from_items(texts.iter().map(String::as_str))
-        }
-    }
 }
 
 fn check_template(template: &str) -> Result<(), String> {
@@ -348,58 +488,106 @@ fn check_template(template: &str) -> Result<(), String> {
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
         let close = after.find('}').ok_or_else(|| {
-            "unclosed '{'; placeholders are {ip}, {jail} and {failures}".to_string()
+            "has an unclosed '{'; placeholders are {ip}, {jail} and {failures}".to_string()
         })?;
         let name = &after[..close];
         if !matches!(name, "ip" | "jail" | "failures") {
-            return Err(format!(
-                "unknown placeholder {{{name}}}; use {{ip}}, {{jail}} or {{failures}}"
-            ));
+            return Err("has an unknown placeholder; use {ip}, {jail} or {failures}".into());
         }
         rest = &after[close + 1..];
     }
     Ok(())
 }
 
-/// Checks `api_url` and returns it without a trailing slash. Plain http is allowed only for
-/// loopback hosts, so the key never crosses a network in clear text.
-pub fn check_api_url(url: &str) -> Result<String, String> {
-    let url = url.trim().trim_end_matches('/');
+/// The service's old home: its API now lives at the same path on reportedip.com.
+const OLD_HOSTS: &[&str] = &["reportedip.de", "www.reportedip.de"];
+
+/// Checks `api_url` and returns it without a trailing slash, plus a warning when it had to
+/// be mended (old domain, the curl line's `/report` URL). Plain http is allowed only for
+/// loopback hosts, so the key never crosses a network in clear text. Messages never quote
+/// the value.
+pub fn check_api_url(url: &str) -> Result<(String, Option<String>), String> {
+    let mut url = url.trim().trim_end_matches('/').to_string();
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("must not contain spaces or control characters".into());
     }
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| format!("{url:?} is not a URL like {DEFAULT_API_URL}"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.is_empty() {
-        return Err(format!("{url:?} has no host"));
-    }
+        .ok_or_else(|| format!("is not a URL like {DEFAULT_API_URL}"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("").to_string();
     if authority.contains('@') {
         return Err("must not contain a user name or password".into());
     }
     if url.contains(['?', '#']) {
         return Err("must not contain a query or fragment".into());
     }
-    match scheme.to_ascii_lowercase().as_str() {
-        "https" => Ok(url.to_string()),
-        "http" if is_loopback_host(authority) => Ok(url.to_string()),
+    let host = check_authority(&authority)?;
+    let mut mended = Vec::new();
+    if OLD_HOSTS.iter().any(|old| host.eq_ignore_ascii_case(old)) {
+        let path = &rest[authority.len()..];
+        url = format!("{scheme}://reportedip.com{path}");
+        mended.push("points at reportedip.de, which moved to reportedip.com; using reportedip.com");
+    }
+    if let Some(base) = url.strip_suffix("/report") {
+        url = base.to_string();
+        mended.push("ends in /report (the curl line's URL); using the base URL without it");
+    }
+    let warning = (!mended.is_empty()).then(|| {
+        format!(
+            "{}; set api_url = \"{url}\" to silence this",
+            mended.join(", and ")
+        )
+    });
+    match scheme.as_str() {
+        "https" => Ok((url, warning)),
+        "http" if is_loopback_host(&host) => Ok((url, warning)),
         "http" => Err(format!(
-            "plain http would send the key unencrypted; use https:// (http is only allowed for \
-             127.0.0.1, [::1] and localhost), e.g. {DEFAULT_API_URL}"
+            "uses plain http, which would send the key unencrypted; use https:// (http is only \
+             allowed for 127.0.0.1, [::1] and localhost), e.g. {DEFAULT_API_URL}"
         )),
-        other => Err(format!("unsupported scheme {other:?}; use https://")),
+        _ => Err("has an unsupported scheme; use https://".into()),
     }
 }
 
-fn is_loopback_host(authority: &str) -> bool {
-    let host = if let Some(bracketed) = authority.strip_prefix('[') {
-        bracketed.split(']').next().unwrap_or("")
+/// The host of `host[:port]` or `[v6][:port]`; refuses what no client could connect to.
+fn check_authority(authority: &str) -> Result<String, String> {
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let (host, after) = bracketed
+            .split_once(']')
+            .ok_or("has an unclosed [ in its host")?;
+        host.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| "has a bracketed host that is not an IPv6 address")?;
+        match after {
+            "" => (host, None),
+            port => (
+                host,
+                Some(port.strip_prefix(':').ok_or("has text after its [host]")?),
+            ),
+        }
     } else {
-        authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _)| host)
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
     };
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    if !host.starts_with(|c: char| c.is_ascii_hexdigit() || c.is_ascii_alphanumeric())
+        && !authority.starts_with('[')
+    {
+        return Err("has a host that is not a name or an address".into());
+    }
+    if let Some(port) = port
+        && !port.parse::<u16>().is_ok_and(|port| port > 0)
+    {
+        return Err("has a port that is not a number from 1 to 65535".into());
+    }
+    Ok(host.to_string())
+}
+
+fn is_loopback_host(host: &str) -> bool {
     if host.eq_ignore_ascii_case("localhost") {
         return true;
     }
@@ -437,6 +625,7 @@ my-webapp = "18,21"
         .unwrap();
         assert_eq!(config.api_key.unwrap().expose(), "abc123");
         assert_eq!(config.api_url, "https://example.net/wp-json/reportedip/v2");
+        assert!(config.warnings.is_empty());
         assert_eq!(config.timeout, Duration::from_secs(5));
         assert_eq!(config.categories.unwrap().to_string(), "18,22");
         assert_eq!(config.ignore.len(), 2);
@@ -477,7 +666,6 @@ my-webapp = "18,21"
             ("api_url = \"http://reportedip.com/v2\"", "api_url"),
             ("api_url = \"ftp://x/v2\"", "api_url"),
             ("api_url = \"https://user:pw@x/v2\"", "api_url"),
-            ("api_key = \"two words\"", "api_key"),
             (
                 "[jail_categories]\nsshd = \"bogus\"",
                 "jail_categories.sshd",
@@ -489,6 +677,120 @@ my-webapp = "18,21"
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_malformed_key_is_refused_without_showing_it() {
+        let err = parse_text("api_key = \"two words\"").unwrap_err();
+        assert!(matches!(err, ConfigError::BadKey { .. }), "{err:?}");
+        assert!(!err.to_string().contains("words"), "{err}");
+    }
+
+    #[test]
+    fn no_message_quotes_a_value_but_each_names_key_and_line() {
+        // Each value carries a marker that would show if a message quoted it.
+        let cases = [
+            ("timeout = 77001", "line 2: timeout"),
+            ("categories = \"18,SECRETCAT\"", "line 2: categories"),
+            ("comment = \"{SECRETPH}\"", "line 2: comment"),
+            ("ignore = [\"SECRETNET/40\"]", "line 2: ignore"),
+            ("state_dir = \"SECRETDIR\"", "line 2: state_dir"),
+            ("cooldown = -77001", "line 2: cooldown"),
+            ("api_url = \"SECRETURL\"", "line 2: api_url"),
+            ("api_url = \"http://SECRETHOST/v2\"", "line 2: api_url"),
+            ("ca_file = \"/SECRETCA\"", "line 2: ca_file"),
+            ("timeout = \"SECRETTYPE\"", "line 2"),
+            ("syslog = \"SECRETBOOL\"", "line 2"),
+            (
+                "[jail_categories]\nsshd = \"SECRETJAIL\"",
+                "line 3: jail_categories.sshd",
+            ),
+        ];
+        for (line, wanted) in cases {
+            let err = parse_text(&format!("# settings\n{line}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(wanted), "{line}: {err}");
+            for marker in ["SECRET", "77001"] {
+                assert!(!err.contains(marker), "{line}: value shown in {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_api_key_inside_a_table_is_called_out_without_showing_it() {
+        // The shipped example with [jail_categories] uncommented and the key appended.
+        let text = "[jail_categories]\nmy-webapp = \"18,21\"\napi_key = \"k-3f9a1c\"\n";
+        let err = parse_text(text).unwrap_err().to_string();
+        assert!(
+            err.contains("line 3: api_key is inside [jail_categories]"),
+            "{err}"
+        );
+        assert!(err.contains("move the api_key line above"), "{err}");
+        assert!(!err.contains("k-3f9a1c"), "{err}");
+        // With a real key at the top too, it loads and warns.
+        let config = parse_text(&format!("api_key = \"abc\"\n{text}")).unwrap();
+        assert_eq!(config.warnings.len(), 1);
+        assert!(!config.warnings[0].contains("k-3f9a1c"));
+        assert!(!config.jail_categories.contains_key("api_key"));
+    }
+
+    #[test]
+    fn impossible_ports_and_authorities_are_refused() {
+        for bad in [
+            "https://reportedip.com:99999/x",
+            "https://reportedip.com:443:80/x",
+            "https://reportedip.com:0/x",
+            "https://reportedip.com:/x",
+            "https://:443/x",
+            "https://[::1/x",
+            "https://[not-v6]/x",
+        ] {
+            assert!(check_api_url(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "https://reportedip.com:8443/x",
+            "http://[::1]:9/v2",
+            "https://[2001:db8::1]/v2",
+        ] {
+            assert!(check_api_url(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn the_old_domain_and_the_curl_url_are_mended_with_a_warning() {
+        let cases = [
+            (
+                "https://reportedip.de/wp-json/reportedip/v2/report",
+                "points at reportedip.de",
+            ),
+            (
+                "https://www.reportedip.de/wp-json/reportedip/v2",
+                "points at reportedip.de",
+            ),
+            (
+                "https://reportedip.com/wp-json/reportedip/v2/report/",
+                "ends in /report",
+            ),
+        ];
+        for (given, why) in cases {
+            let (url, warning) = check_api_url(given).unwrap();
+            assert_eq!(url, DEFAULT_API_URL, "{given}");
+            let warning = warning.unwrap();
+            assert!(warning.contains(why), "{warning}");
+            assert!(
+                warning.contains(DEFAULT_API_URL),
+                "says what to write: {warning}"
+            );
+        }
+        assert_eq!(
+            check_api_url(DEFAULT_API_URL).unwrap(),
+            (DEFAULT_API_URL.to_string(), None)
+        );
+        let config =
+            parse_text("api_url = \"https://reportedip.de/wp-json/reportedip/v2\"").unwrap();
+        assert_eq!(config.api_url, DEFAULT_API_URL);
+        assert!(config.warnings[0].contains("line 1: api_url points at reportedip.de"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::categories::Categories;
 use crate::outcome::Status;
 use crate::report::Report;
 
@@ -21,6 +22,9 @@ pub struct Receipt {
     pub quota_exhausted_until: Option<u64>,
     /// Set when the 2xx body could not be read as the documented JSON.
     pub body_problem: Option<String>,
+    /// Categories left out after the API refused them as unknown (see
+    /// [`crate::api::Client::send_report`]).
+    pub dropped_categories: Option<Categories>,
 }
 
 /// The API's own words about an error: status, and code and message where it gave them.
@@ -49,6 +53,11 @@ pub enum Failure {
     Rejected(ApiMessage),
     /// 401/403: the key is wrong or may not report; the report is worth keeping.
     KeyRefused(ApiMessage),
+    /// 403 `domain_limit_exceeded`: the key is fine, but its account has more sites than
+    /// its plan allows; the report is worth keeping.
+    AccountLimit(ApiMessage),
+    /// The API's TLS certificate was refused before anything was sent.
+    Certificate { host: String, problem: CertProblem },
     /// 404: `api_url` leads nowhere; `url` is what was asked for.
     WrongUrl { url: String, answer: ApiMessage },
     /// Worth retrying later: network failure, timeout, redirect, 408/425/429/5xx.
@@ -58,6 +67,16 @@ pub enum Failure {
         /// rate limit.
         retry_at: Option<u64>,
     },
+}
+
+/// Why a TLS certificate was refused, as far as the operator can act on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertProblem {
+    UnknownIssuer,
+    WrongName,
+    Expired,
+    NotYetValid,
+    Other(String),
 }
 
 impl Failure {
@@ -77,8 +96,9 @@ impl Failure {
         match self {
             Failure::Rejected(_) => Status::Rejected,
             Failure::KeyRefused(_) => Status::KeyRejected,
+            Failure::AccountLimit(_) => Status::AccountLimit,
             Failure::WrongUrl { .. } => Status::WrongUrl,
-            Failure::Transient { .. } => Status::Kept,
+            Failure::Transient { .. } | Failure::Certificate { .. } => Status::Kept,
         }
     }
 
@@ -107,10 +127,43 @@ impl Failure {
                 "API key refused: {answer}; fix api_key in {config}, then run \
                  reportedip-report flush"
             ),
+            Failure::AccountLimit(answer) => format!(
+                "the account's site limit is reached ({answer}); the key is fine, but its \
+                 account has more sites than its plan allows: remove a site or upgrade the plan \
+                 at reportedip.com, then run reportedip-report flush"
+            ),
             Failure::WrongUrl { url, answer } => {
                 format!("{url} not found ({answer}); check api_url in {config}")
             }
             Failure::Transient { reason, .. } => reason.clone(),
+            Failure::Certificate { host, problem } => {
+                let (what, fix) = match problem {
+                    CertProblem::UnknownIssuer => (
+                        "is signed by a CA this system does not trust".to_string(),
+                        format!(
+                            "if a proxy or private CA signs it, set ca_file in {config} or add \
+                             the CA with update-ca-certificates"
+                        ),
+                    ),
+                    CertProblem::WrongName => (
+                        format!("is not valid for {host}"),
+                        format!("check api_url in {config} and any HTTPS proxy"),
+                    ),
+                    CertProblem::Expired => (
+                        "has expired".to_string(),
+                        "check the system clock (date -u)".to_string(),
+                    ),
+                    CertProblem::NotYetValid => (
+                        "is not valid yet".to_string(),
+                        "check the system clock (date -u)".to_string(),
+                    ),
+                    CertProblem::Other(why) => (
+                        format!("was refused ({why})"),
+                        format!("check api_url and ca_file in {config}"),
+                    ),
+                };
+                format!("TLS certificate of {host} {what}; nothing was sent; {fix}")
+            }
         }
     }
 }
@@ -143,6 +196,11 @@ pub fn sent_line(report: &Report, receipt: &Receipt) -> String {
     }
     if let Some(problem) = &receipt.body_problem {
         details.push(format!("answer unreadable: {problem}"));
+    }
+    if let Some(dropped) = &receipt.dropped_categories {
+        details.push(format!(
+            "sent without categories {dropped}, which this API does not know yet"
+        ));
     }
     if !details.is_empty() {
         line.push_str(": ");
@@ -177,7 +235,6 @@ pub fn within(limit: Duration, request: impl FnOnce() -> Delivery + Send + 'stat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::categories::Categories;
 
     fn report() -> Report {
         Report {

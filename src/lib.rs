@@ -5,7 +5,7 @@
 //! [`validate`] (IP, networks, comment), [`categories`], [`report`] (one typed report),
 //! [`api`] (HTTP client), [`delivery`] (the failure model: what each answer means),
 //! [`pipeline`] (the `report` command), [`spool`] and [`state`] (what is kept on disk),
-//! [`fsio`] (atomic writes), [`sender`] (background and `flush` delivery), [`commands`] and
+//! [`fsio`] (atomic writes), [`trust`] (TLS roots), [`sender`] (background and `flush` delivery), [`commands`] and
 //! [`views`] (the other subcommands and what they show), [`outcome`] (statuses and exit
 //! codes), [`log`] (stderr and syslog).
 
@@ -25,6 +25,7 @@ pub mod secret;
 pub mod sender;
 pub mod spool;
 pub mod state;
+pub mod trust;
 pub mod validate;
 pub mod views;
 
@@ -35,7 +36,7 @@ use clock::Clock;
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli, clock: Clock) -> u8 {
-    let env_key = std::env::var(config::KEY_ENV).ok();
+    let env_key = config::env_key();
     match cli.command {
         Command::Report(args) => {
             let config = config::load(&cli.config, env_key, args.dry_run);

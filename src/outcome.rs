@@ -25,6 +25,8 @@ pub enum Status {
     Rejected,
     /// The key was refused or may not report; the report is kept.
     KeyRejected,
+    /// The account has more sites than its plan allows; the report is kept.
+    AccountLimit,
     /// `api_url` leads nowhere (404); the report is kept.
     WrongUrl,
     /// The arguments do not describe a valid report.
@@ -52,7 +54,7 @@ impl Status {
             Status::Kept | Status::NotDelivered => exit::KEPT,
             Status::Invalid => exit::USAGE,
             Status::Rejected => exit::REJECTED,
-            Status::KeyRejected => exit::KEY,
+            Status::KeyRejected | Status::AccountLimit => exit::KEY,
             Status::WrongUrl | Status::ConfigError => exit::CONFIG,
         }
     }
@@ -146,6 +148,7 @@ mod tests {
             (Status::Invalid, 2),
             (Status::Rejected, 3),
             (Status::KeyRejected, 4),
+            (Status::AccountLimit, 4),
             (Status::WrongUrl, 5),
             (Status::ConfigError, 5),
         ];

@@ -28,6 +28,9 @@ pub fn run(config: Result<Config, ConfigError>, args: &ReportArgs, clock: Clock)
         }
     };
     let log = Logger::new(true, config.syslog && !args.dry_run);
+    for warning in &config.warnings {
+        log.warn(warning);
+    }
     let report = match admit(&config, args, clock()) {
         Ok(report) => report,
         Err(outcome) => return emit(&log, *outcome),
@@ -196,7 +199,7 @@ impl Pipeline<'_> {
 
     /// One POST, bounded by the client's deadline, then its consequences.
     fn send(&self, state: Option<&StateDir>, report: &Report) -> Outcome {
-        let client = Client::new(&self.config.api_url, self.key.clone(), self.config.timeout);
+        let client = Client::new(self.config, self.key.clone());
         let delivery = client.send_report(report, (self.clock)());
         self.settle(state, report, &delivery)
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::api::{KeyInfo, Limits};
+use crate::api::{Domains, KeyInfo, Limits};
 use crate::clock::{format_span, format_utc};
 use crate::state::{Event, State};
 
@@ -122,6 +122,8 @@ pub struct KeyView {
     pub can_report: bool,
     pub problems: Vec<String>,
     pub key: KeyInfo,
+    /// Which CA roots TLS trusts.
+    pub roots: String,
     pub exit_code: u8,
     /// Where the key came from, for the text form.
     #[serde(skip)]
@@ -135,14 +137,7 @@ impl KeyView {
         if info.valid != Some(true) {
             problems.push("the API says this key is not valid".to_string());
         }
-        if let Some(permissions) = &info.permissions
-            && !permissions
-                .iter()
-                .any(|p| p.to_ascii_lowercase().contains("report"))
-        {
-            problems.push("this key has no report permission".to_string());
-        }
-        if info.limits.as_ref().and_then(|l| l.daily_report_limit) == Some(0) {
+        if !info.may_report() {
             problems.push("this key's daily report limit is 0: it may not report".to_string());
         }
         problems
@@ -157,7 +152,7 @@ impl fmt::Display for KeyView {
         writeln!(f, "api_url:     {}", self.api_url)?;
         writeln!(f, "key valid:   {}", if self.valid { "yes" } else { "no" })?;
         writeln!(f, "key name:    {}", or_dash(&info.key_name))?;
-        writeln!(f, "role:        {}", or_dash(&info.user_role))?;
+        writeln!(f, "role:        {}", info.role().unwrap_or("-"))?;
         let permissions = info.permissions.as_ref().map(|p| p.join(", "));
         write!(f, "permissions: {}", or_dash(&permissions))?;
         if let Some(limits) = &info.limits {
@@ -170,7 +165,10 @@ impl fmt::Display for KeyView {
                 write!(f, "\napi calls:   {remaining} remaining{of} today")?;
             }
         }
-        Ok(())
+        if let Some(domains) = &info.domains {
+            write!(f, "\nsites:       {}", site_usage(domains))?;
+        }
+        write!(f, "\nTLS roots:   {}", self.roots)
     }
 }
 
@@ -187,7 +185,35 @@ fn report_usage(limits: &Limits) -> String {
         text.push_str(&format!(", {remaining} remaining"));
     }
     if let Some(reset) = &limits.reset_time {
-        text.push_str(&format!(", resets {reset}"));
+        text.push_str(&format!(", resets {}", reset_text(reset)));
+    }
+    text
+}
+
+/// `resetTime` as given: a string as is, a plausible UNIX time as a date, anything else raw.
+fn reset_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Number(n) => match n.as_u64() {
+            Some(epoch) if epoch >= 1_000_000_000 => format_utc(epoch),
+            _ => n.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// `1 of 3 used (active)`
+fn site_usage(domains: &Domains) -> String {
+    let count = |n: Option<i64>| n.map_or("?".to_string(), |n| n.to_string());
+    let mut text = match domains.limit {
+        Some(limit) if limit >= 0 => format!("{} of {limit} used", count(domains.used)),
+        _ => format!("{} used (no limit)", count(domains.used)),
+    };
+    if let Some(status) = &domains.status {
+        let status = status
+            .as_str()
+            .map_or_else(|| status.to_string(), str::to_string);
+        text.push_str(&format!(" ({status})"));
     }
     text
 }
@@ -253,7 +279,7 @@ mod tests {
     #[test]
     fn verify_key_text_matches_the_golden_file() {
         let key: KeyInfo = serde_json::from_str(
-            r#"{"valid":true,"keyName":"web1","userRole":"subscriber","permissions":["report","check"],"limits":{"dailyApiLimit":1000,"remainingApiCalls":990,"dailyReportLimit":50,"remainingReports":38,"dailyReportUsage":12,"resetTime":"2026-12-01T00:00:00+00:00"}}"#,
+            r#"{"valid":true,"keyName":"web1","userRole":"reportedip_free","permissions":["report","check"],"limits":{"dailyApiLimit":1000,"remainingApiCalls":990,"dailyReportLimit":50,"remainingReports":38,"dailyReportUsage":12,"resetTime":1796083200},"domains":{"used":1,"limit":3,"status":"active"}}"#,
         )
         .unwrap();
         let view = KeyView {
@@ -263,6 +289,7 @@ mod tests {
             can_report: true,
             problems: KeyView::problems(&key),
             key,
+            roots: "system store /etc/ssl/certs/ca-certificates.crt (146 certificates)".into(),
             exit_code: 0,
             source: "/etc/reportedip/reportedip.toml".into(),
         };

@@ -185,11 +185,19 @@ fn unprocessable_is_rejected() {
 
 #[test]
 fn key_problems_keep_the_report() {
-    for (status, code) in [(401, "rest_forbidden"), (403, "domain_limit_exceeded")] {
-        let env = TestEnv::answering("key", Reply::wp_error(status, code, "Invalid API key"));
+    for (status, code, said) in [
+        (401, "rest_forbidden", "API key refused"),
+        (403, "rest_forbidden", "API key refused"),
+        (
+            403,
+            "domain_limit_exceeded",
+            "the account's site limit is reached",
+        ),
+    ] {
+        let env = TestEnv::answering("key", Reply::wp_error(status, code, "Not allowed"));
         let run = report(&env, &["--categories", "18", "--strict", "--", IP]);
         assert_eq!(run.code, 4, "{status}: {}", run.stderr);
-        assert!(run.stderr.contains("API key refused"), "{}", run.stderr);
+        assert!(run.stderr.contains(said), "{}", run.stderr);
         assert!(run.stderr.contains(code));
         assert!(
             run.stderr.contains("flush"),
@@ -458,7 +466,7 @@ fn plain_http_to_a_remote_host_is_refused() {
         &format!("api_key = \"{KEY}\"\napi_url = \"http://reportedip.com/v2\"\n"),
         0o600,
     );
-    assert_config_refused(&env, "plain http would send the key unencrypted");
+    assert_config_refused(&env, "would send the key unencrypted");
 }
 
 #[test]

@@ -21,10 +21,12 @@ fn valid_key_shows_name_role_permissions_and_usage() {
     for line in [
         "key valid:   yes",
         "key name:    web1",
-        "role:        subscriber",
+        "role:        free",
         "permissions: report, check",
-        "reports:     12 used of 50 today, 38 remaining, resets 2026-12-01T00:00:00+00:00",
+        "reports:     12 used of 50 today, 38 remaining, resets 2026-12-01T00:00:00Z",
         "api calls:   990 remaining of 1000 today",
+        "sites:       1 of 3 used (active)",
+        "TLS roots:   none needed (plain http to loopback)",
     ] {
         assert!(
             run.stdout.contains(line),
@@ -46,6 +48,35 @@ fn json_output_carries_the_fields() {
     assert_eq!(json["key"]["keyName"], "web1");
     assert_eq!(json["key"]["limits"]["dailyReportUsage"], 12);
     assert_eq!(json["key"]["limits"]["dailyReportLimit"], 50);
+    assert_eq!(json["key"]["limits"]["resetTime"], 1_796_083_200u64);
+    assert_eq!(json["key"]["domains"]["limit"], 3);
+    assert_eq!(json["roots"], "none needed (plain http to loopback)");
+}
+
+#[test]
+fn may_report_is_judged_by_the_report_limit_not_permission_names() {
+    // Permission names are undocumented: a key whose list lacks "report" but whose daily
+    // report limit is 200 may report; any resetTime type is read.
+    for reset in ["\"tomorrow\"", "null", "{\"at\":1}", "[1]", "true"] {
+        let env = TestEnv::answering(
+            "vk-perm",
+            Reply::json(
+                200,
+                &format!(
+                    r#"{{"data":{{"valid":true,"userRole":"reportedip_contributor","permissions":["submit_data"],"limits":{{"dailyReportLimit":200,"dailyReportUsage":3,"resetTime":{reset}}}}}}}"#
+                ),
+            ),
+        );
+        let run = env.run(&["verify-key"]);
+        assert_eq!(run.code, 0, "{reset}: {}", run.stderr);
+        assert!(
+            run.stdout.contains("role:        contributor"),
+            "{}",
+            run.stdout
+        );
+        assert!(run.stdout.contains("3 used of 200 today"), "{}", run.stdout);
+        assert!(run.stderr.is_empty(), "{}", run.stderr);
+    }
 }
 
 #[test]
@@ -59,12 +90,6 @@ fn key_with_report_limit_zero_is_warned_about() {
     );
     let run = env.run(&["verify-key"]);
     assert_eq!(run.code, 4);
-    assert!(
-        run.stderr
-            .contains("warning: this key has no report permission"),
-        "{}",
-        run.stderr
-    );
     assert!(
         run.stderr.contains("daily report limit is 0"),
         "{}",

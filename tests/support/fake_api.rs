@@ -101,8 +101,10 @@ impl Reply {
         }
     }
 
+    /// Sets a header, replacing one of the same name.
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         if let Reply::Http { headers, .. } = &mut self {
+            headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
             headers.push((name.to_string(), value.to_string()));
         }
         self
@@ -114,21 +116,42 @@ impl Reply {
         Reply::json(status, &body)
     }
 
+    /// The confirmed success shape: a `meta` envelope beside `data`, a numeric `reportId`,
+    /// and rate-limit headers (an unlimited plan's words).
     pub fn success(report_id: usize, ip: &str) -> Self {
         Reply::json(
             200,
             &format!(
-                r#"{{"data":{{"ipAddress":"{ip}","abuseConfidencePercentage":39,"reportId":"{report_id}","aggregated":true}}}}"#
+                r#"{{"meta":{{"success":true,"code":200,"message":"OK"}},"data":{{"ipAddress":"{ip}","abuseConfidencePercentage":39,"reportId":{report_id},"aggregated":true}}}}"#
             ),
         )
+        .with_header("X-RateLimit-Limit", "unlimited")
+        .with_header("X-RateLimit-Remaining", "unlimited")
+        .with_header("X-RateLimit-Reset", &tomorrow().to_string())
     }
 
     pub fn key_info() -> Self {
         Reply::json(
             200,
-            r#"{"data":{"valid":true,"keyName":"web1","userRole":"subscriber","permissions":["report","check"],"limits":{"dailyApiLimit":1000,"remainingApiCalls":990,"dailyReportLimit":50,"remainingReports":38,"dailyReportUsage":12,"resetTime":"2026-12-01T00:00:00+00:00"}}}"#,
+            r#"{"meta":{"success":true,"code":200,"message":"OK"},"data":{"valid":true,"keyName":"web1","userRole":"reportedip_free","permissions":["report","check"],"limits":{"dailyApiLimit":1000,"remainingApiCalls":990,"dailyReportLimit":50,"remainingReports":38,"dailyReportUsage":12,"resetTime":1796083200},"domains":{"used":1,"limit":3,"status":"active"}}}"#,
         )
     }
+
+    pub fn with_status(mut self, new: u16) -> Self {
+        if let Reply::Http { status, .. } = &mut self {
+            *status = new;
+        }
+        self
+    }
+}
+
+/// The next UTC midnight, as the API's `X-RateLimit-Reset` gives it.
+pub fn tomorrow() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    (now / 86_400 + 1) * 86_400
 }
 
 /// Decides the reply from the request and its 0-based index among all requests.
@@ -424,6 +447,8 @@ fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         422 => "Unprocessable Entity",
+        201 => "Created",
+        499 => "Client Closed Request",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
