@@ -6,11 +6,13 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 pub const API_PATH: &str = "/wp-json/reportedip/v2";
 /// Longest a hanging or trickling connection is held, so no test can leave one behind.
@@ -179,6 +181,7 @@ struct Inner {
 pub struct FakeApi {
     addr: SocketAddr,
     inner: Arc<Inner>,
+    https: bool,
 }
 
 impl FakeApi {
@@ -194,6 +197,23 @@ impl FakeApi {
         addr: &str,
         handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
     ) -> Self {
+        Self::listen(addr, None, handler)
+    }
+
+    /// The fake over TLS, presenting the certificate of `tls`; a client that refuses it is
+    /// never read from, so no request is recorded.
+    pub fn start_tls(
+        tls: Arc<ServerConfig>,
+        handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        Self::listen("127.0.0.1:0", Some(tls), handler)
+    }
+
+    fn listen(
+        addr: &str,
+        tls: Option<Arc<ServerConfig>>,
+        handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind(addr).expect("bind fake API");
         let addr = listener.local_addr().expect("local addr");
         let inner = Arc::new(Inner {
@@ -204,6 +224,7 @@ impl FakeApi {
             shutdown: AtomicBool::new(false),
         });
         let accept_inner = Arc::clone(&inner);
+        let https = tls.is_some();
         thread::spawn(move || {
             for stream in listener.incoming() {
                 if accept_inner.shutdown.load(Ordering::SeqCst) {
@@ -212,10 +233,19 @@ impl FakeApi {
                 let Ok(stream) = stream else { continue };
                 let id = accept_inner.connections.fetch_add(1, Ordering::SeqCst) + 1;
                 let conn_inner = Arc::clone(&accept_inner);
-                thread::spawn(move || serve(stream, id, &conn_inner));
+                let tls = tls.clone();
+                thread::spawn(move || {
+                    let _ = stream.set_nodelay(true);
+                    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+                    match tls.map(ServerConnection::new) {
+                        Some(Ok(conn)) => serve(StreamOwned::new(conn, stream), id, &conn_inner),
+                        Some(Err(_)) => {}
+                        None => serve(stream, id, &conn_inner),
+                    }
+                });
             }
         });
-        Self { addr, inner }
+        Self { addr, inner, https }
     }
 
     pub fn set_handler(&self, handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) {
@@ -224,7 +254,8 @@ impl FakeApi {
 
     /// Base URL, as `api_url` in the config.
     pub fn url(&self) -> String {
-        format!("http://{}{API_PATH}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}{API_PATH}", self.addr)
     }
 
     pub fn port(&self) -> u16 {
@@ -284,17 +315,11 @@ impl Drop for FakeApi {
     }
 }
 
-fn serve(stream: TcpStream, connection: usize, inner: &Inner) {
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(s) => s,
-        Err(_) => return,
-    });
-    let mut writer = stream;
+fn serve<S: Read + Write>(stream: S, connection: usize, inner: &Inner) {
+    let mut conn = BufReader::new(stream);
     let opened = Instant::now();
     loop {
-        let Some(mut request) = read_request(&mut reader, inner, opened) else {
+        let Some(mut request) = read_request(&mut conn, inner, opened) else {
             return;
         };
         request.connection = connection;
@@ -308,6 +333,7 @@ fn serve(stream: TcpStream, connection: usize, inner: &Inner) {
         };
         inner.requests.lock().unwrap().push(request.clone());
         inner.arrived.notify_all();
+        let writer = conn.get_mut();
         match reply {
             Reply::Http {
                 status,
@@ -322,7 +348,11 @@ fn serve(stream: TcpStream, connection: usize, inner: &Inner) {
                 // One write: split head and body would meet Nagle and delayed ACK (40 ms).
                 let mut message = head.into_bytes();
                 message.extend_from_slice(&body);
-                if writer.write_all(&message).is_err() {
+                if writer
+                    .write_all(&message)
+                    .and_then(|()| writer.flush())
+                    .is_err()
+                {
                     return;
                 }
                 if request
@@ -338,16 +368,15 @@ fn serve(stream: TcpStream, connection: usize, inner: &Inner) {
             }
             Reply::Trickle => {
                 let _ = writer.write_all(b"HTTP/1.1 200 OK\r\n");
+                let _ = writer.flush();
                 hold(inner, opened, || {
                     thread::sleep(Duration::from_millis(200));
-                    writer.write_all(b"X").is_ok()
+                    writer.write_all(b"X").and_then(|()| writer.flush()).is_ok()
                 });
                 return;
             }
-            Reply::Close => {
-                let _ = writer.shutdown(Shutdown::Both);
-                return;
-            }
+            // Dropping the stream closes the connection without a word.
+            Reply::Close => return,
         }
     }
 }
@@ -362,8 +391,8 @@ fn hold(inner: &Inner, opened: Instant, mut step: impl FnMut() -> bool) {
     }
 }
 
-fn read_request(
-    reader: &mut BufReader<TcpStream>,
+fn read_request<S: Read + Write>(
+    reader: &mut BufReader<S>,
     inner: &Inner,
     opened: Instant,
 ) -> Option<Request> {

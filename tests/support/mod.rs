@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fake_api;
+pub mod tls;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -126,6 +127,12 @@ impl TestEnv {
             .env_remove("http_proxy")
             .env_remove("ALL_PROXY")
             .env_remove("all_proxy")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
             .env("REPORTEDIP_SENDER_LINGER_MS", TEST_LINGER_MS);
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
