@@ -12,7 +12,7 @@ use ureq::tls::TlsConfig;
 use crate::categories::Categories;
 use crate::clock;
 use crate::config::Config;
-use crate::delivery::{ApiMessage, CertProblem, Delivery, Failure, Receipt};
+use crate::delivery::{ApiMessage, CertProblem, Delivery, Failure, Quota, Receipt};
 use crate::report::Report;
 use crate::secret::SecretString;
 use crate::trust;
@@ -226,7 +226,11 @@ impl Client {
         let retry_at = header("retry-after")
             .and_then(|v| parse_retry_after(&v, now))
             .or(rate_reset);
-        let quota_exhausted = header("x-ratelimit-remaining").is_some_and(|v| v.trim() == "0");
+        let quota = read_quota(
+            header("x-ratelimit-limit").as_deref(),
+            header("x-ratelimit-remaining").as_deref(),
+            rate_reset,
+        );
         let body = response
             .body_mut()
             .with_config()
@@ -238,7 +242,7 @@ impl Client {
             body,
             location,
             retry_at,
-            quota_exhausted_until: if quota_exhausted { rate_reset } else { None },
+            quota,
         })
     }
 }
@@ -314,7 +318,7 @@ struct Reply {
     body: Result<String, String>,
     location: Option<String>,
     retry_at: Option<u64>,
-    quota_exhausted_until: Option<u64>,
+    quota: Option<Quota>,
 }
 
 /// Sorts an answer into the failure model; `url` is what was asked for.
@@ -336,6 +340,10 @@ fn classify(reply: Reply, url: String) -> Delivery {
         404 => Err(Failure::WrongUrl {
             url,
             answer: api_message(&reply),
+        }),
+        429 if reply.quota.is_some_and(|quota| quota.used_up()) => Err(Failure::QuotaUsedUp {
+            answer: api_message(&reply),
+            quota: reply.quota.unwrap_or_default(),
         }),
         408 | 425 | 429 | 499 | 500..=599 => Err(Failure::Transient {
             reason: api_message(&reply).to_string(),
@@ -360,7 +368,7 @@ fn receipt(reply: &Reply) -> Receipt {
         abuse_confidence_percentage: Option<i64>,
     }
     let mut receipt = Receipt {
-        quota_exhausted_until: reply.quota_exhausted_until,
+        quota: reply.quota,
         ..Receipt::default()
     };
     let parsed = reply
@@ -453,6 +461,20 @@ fn parse_retry_after(value: &str, now: u64) -> Option<u64> {
     Some(at.min(now + MAX_RETRY_WAIT_SECS))
 }
 
+/// The report quota from the rate-limit headers, if the answer carried any. A count that
+/// is not a number (`unlimited`) is `None`.
+fn read_quota(limit: Option<&str>, remaining: Option<&str>, reset: Option<u64>) -> Option<Quota> {
+    if limit.is_none() && remaining.is_none() {
+        return None;
+    }
+    let count = |value: Option<&str>| value.and_then(|v| v.trim().parse::<u64>().ok());
+    Some(Quota {
+        limit: count(limit),
+        remaining: count(remaining),
+        reset,
+    })
+}
+
 fn rate_limit_reset(value: Option<&str>, now: u64) -> Option<u64> {
     let at = value?.trim().parse::<u64>().ok()?;
     (at > now).then_some(at.min(now + MAX_RETRY_WAIT_SECS))
@@ -484,7 +506,7 @@ mod tests {
             body: Ok(body.to_string()),
             location: None,
             retry_at: None,
-            quota_exhausted_until: None,
+            quota: None,
         }
     }
 
@@ -580,6 +602,29 @@ mod tests {
         assert_eq!(rate_limit_reset(Some("unlimited"), 0), None);
         assert_eq!(rate_limit_reset(Some("500"), 100), Some(500));
         assert_eq!(rate_limit_reset(Some("50"), 100), None);
+    }
+
+    #[test]
+    fn quota_headers_are_read_with_unlimited_counts() {
+        assert_eq!(read_quota(None, None, Some(5)), None);
+        assert_eq!(
+            read_quota(Some("50"), Some(" 13"), Some(5)),
+            Some(Quota {
+                limit: Some(50),
+                remaining: Some(13),
+                reset: Some(5)
+            })
+        );
+        let unlimited = read_quota(Some("unlimited"), Some("unlimited"), None).unwrap();
+        assert_eq!((unlimited.limit, unlimited.remaining), (None, None));
+        assert!(!unlimited.used_up());
+        let spent = Reply {
+            quota: read_quota(Some("50"), Some("0"), Some(9000)),
+            ..reply(429, r#"{"code":"rate_limited","message":"Daily limit"}"#)
+        };
+        assert!(matches!(classify(spent), Err(Failure::QuotaUsedUp { .. })));
+        let burst = reply(429, "");
+        assert!(matches!(classify(burst), Err(Failure::Transient { .. })));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::log::Logger;
 use crate::outcome::{Status, exit};
 use crate::sender::{Sender, Summary};
 use crate::state::StateDir;
-use crate::views::{BackoffView, EventView, KeyView, StatusView};
+use crate::views::{BackoffView, EventView, KeyView, QuotaView, StatusView};
 
 /// Writes to stdout, ignoring a closed pipe (`| head` must not turn into a panic).
 fn out(text: &str) {
@@ -168,7 +168,8 @@ pub fn status(config: Result<Config, ConfigError>, json: bool, clock: Clock) -> 
         last_error: state.last_error.as_ref().map(EventView::from),
         dropped: state.dropped,
         set_aside: spool.set_aside_count(),
-        cooldown_entries: state.cooldown_entries(now, config.cooldown),
+        cooldown_entries: state.cooldown.entries(now, config.cooldown),
+        quota: QuotaView::of(&state, now),
     };
     if json {
         out(&serde_json::to_string(&view).unwrap_or_default());

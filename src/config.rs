@@ -135,7 +135,7 @@ impl Config {
             comment: DEFAULT_COMMENT.to_string(),
             ignore: Vec::new(),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
-            cooldown: 900,
+            cooldown: 86_400,
             spool_max: 10_000,
             spool_max_age: 86_400,
             syslog: true,

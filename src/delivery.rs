@@ -7,6 +7,8 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::categories::Categories;
 use crate::outcome::Status;
 use crate::report::Report;
@@ -18,13 +20,54 @@ pub type Delivery = Result<Receipt, Failure>;
 pub struct Receipt {
     pub report_id: Option<String>,
     pub confidence: Option<i64>,
-    /// Set when the answer says the daily quota is used up: when it resets (UNIX seconds).
-    pub quota_exhausted_until: Option<u64>,
+    /// The report quota as the answer's rate-limit headers gave it.
+    pub quota: Option<Quota>,
     /// Set when the 2xx body could not be read as the documented JSON.
     pub body_problem: Option<String>,
     /// Categories left out after the API refused them as unknown (see
     /// [`crate::api::Client::send_report`]).
     pub dropped_categories: Option<Categories>,
+}
+
+/// The daily report quota from `X-RateLimit-Limit/Remaining/Reset`; `None` counts are
+/// `unlimited` (or not given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Quota {
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+    /// When the quota resets (UNIX seconds).
+    pub reset: Option<u64>,
+}
+
+impl Quota {
+    /// Nothing may be sent until [`Quota::reset`].
+    pub fn used_up(&self) -> bool {
+        self.remaining == Some(0)
+    }
+
+    /// When sending may start again after the quota is used up: its reset, or in an hour
+    /// when the API did not say.
+    pub fn hold_until(&self, now: u64) -> u64 {
+        self.reset.filter(|at| *at > now).unwrap_or(now + 3600)
+    }
+
+    /// `37 of 50 used, 13 left, resets 2026-12-01T00:00:00Z`
+    pub fn describe(&self) -> String {
+        let mut text = match (self.limit, self.remaining) {
+            (Some(limit), Some(left)) => {
+                format!(
+                    "{} of {limit} used, {left} left",
+                    limit.saturating_sub(left)
+                )
+            }
+            (None, _) => "unlimited".to_string(),
+            (Some(limit), None) => format!("limit {limit}"),
+        };
+        if let Some(reset) = self.reset {
+            text.push_str(&format!(", resets {}", crate::clock::format_utc(reset)));
+        }
+        text
+    }
 }
 
 /// The API's own words about an error: status, and code and message where it gave them.
@@ -56,6 +99,9 @@ pub enum Failure {
     /// 403 `domain_limit_exceeded`: the key is fine, but its account has more sites than
     /// its plan allows; the report is worth keeping.
     AccountLimit(ApiMessage),
+    /// 429 with `X-RateLimit-Remaining: 0`: today's report quota is spent; the report waits
+    /// for the reset. Not a fault of the API, so no growing backoff.
+    QuotaUsedUp { answer: ApiMessage, quota: Quota },
     /// The API's TLS certificate was refused before anything was sent.
     Certificate { host: String, problem: CertProblem },
     /// 404: `api_url` leads nowhere; `url` is what was asked for.
@@ -98,7 +144,9 @@ impl Failure {
             Failure::KeyRefused(_) => Status::KeyRejected,
             Failure::AccountLimit(_) => Status::AccountLimit,
             Failure::WrongUrl { .. } => Status::WrongUrl,
-            Failure::Transient { .. } | Failure::Certificate { .. } => Status::Kept,
+            Failure::Transient { .. }
+            | Failure::Certificate { .. }
+            | Failure::QuotaUsedUp { .. } => Status::Kept,
         }
     }
 
@@ -136,6 +184,10 @@ impl Failure {
                 format!("{url} not found ({answer}); check api_url in {config}")
             }
             Failure::Transient { reason, .. } => reason.clone(),
+            Failure::QuotaUsedUp { answer, quota } => format!(
+                "daily report quota used up ({}; {answer}); reports wait for the reset",
+                quota.describe()
+            ),
             Failure::Certificate { host, problem } => {
                 let (what, fix) = match problem {
                     CertProblem::UnknownIssuer => (
@@ -196,6 +248,12 @@ pub fn sent_line(report: &Report, receipt: &Receipt) -> String {
     }
     if let Some(problem) = &receipt.body_problem {
         details.push(format!("answer unreadable: {problem}"));
+    }
+    if let Some(quota) = receipt.quota.filter(Quota::used_up) {
+        details.push(format!(
+            "daily report quota now used up ({}); the next reports wait for the reset",
+            quota.describe()
+        ));
     }
     if let Some(dropped) = &receipt.dropped_categories {
         details.push(format!(

@@ -4,7 +4,7 @@
 //! Modules, one concern each: [`cli`] (arguments), [`config`] (the TOML file),
 //! [`validate`] (IP, networks, comment), [`categories`], [`report`] (one typed report),
 //! [`api`] (HTTP client), [`delivery`] (the failure model: what each answer means),
-//! [`pipeline`] (the `report` command), [`spool`] and [`state`] (what is kept on disk),
+//! [`pipeline`] (the `report` command), [`spool`], [`state`] and [`cooldown`] (what is kept on disk),
 //! [`fsio`] (atomic writes), [`trust`] (TLS roots), [`sender`] (background and `flush` delivery), [`commands`] and
 //! [`views`] (the other subcommands and what they show), [`outcome`] (statuses and exit
 //! codes), [`log`] (stderr and syslog).
@@ -15,6 +15,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod cooldown;
 pub mod delivery;
 pub mod fsio;
 pub mod log;

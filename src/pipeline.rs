@@ -150,9 +150,12 @@ impl Pipeline<'_> {
             if let Some(outcome) = self.cooling(locked, report, now) {
                 return outcome;
             }
-            locked
-                .state
-                .note_reported(&report.ip.to_string(), now, self.config.cooldown);
+            locked.state.cooldown.note(
+                &report.ip.to_string(),
+                &report.categories,
+                now,
+                self.config.cooldown,
+            );
             backoff = locked.state.backoff_note(now);
         }
         if queue || backoff.is_some() {
@@ -185,12 +188,16 @@ impl Pipeline<'_> {
     /// The outcome for a report that the cooldown holds back, if it does.
     fn cooling(&self, locked: &Locked, report: &Report, now: u64) -> Option<Outcome> {
         let cooldown = self.config.cooldown;
-        let since = locked
-            .state
-            .cooling_since(&report.ip.to_string(), now, cooldown)?;
+        let since = locked.state.cooldown.covered_since(
+            &report.ip.to_string(),
+            &report.categories,
+            now,
+            cooldown,
+        )?;
         let message = format!(
-            "skipped {}: already reported {} ago (cooldown {})",
+            "skipped {} ({}): already reported {} ago (cooldown {})",
             report.ip,
+            report.categories,
             clock::format_span(now.saturating_sub(since)),
             clock::format_span(cooldown)
         );

@@ -1,4 +1,5 @@
-//! The spool sender: delivers spooled reports oldest first over one kept-alive connection,
+//! The spool sender: delivers spooled reports oldest first (newest first when more wait than
+//! the daily quota has left) over one kept-alive connection,
 //! holding the sender lock so that no report is ever sent by two processes. Runs detached
 //! in the background (started by `report`) or in the foreground (`flush`).
 
@@ -176,10 +177,16 @@ impl Sender<'_> {
                 let _ = locked.save();
             }
             check_backoff(&locked.state, now, ignore_backoff)?;
+            let quota_left = locked.state.quota_left(now);
             drop(locked);
-            let batch = spool.entries().unwrap_or_default();
+            let mut batch = spool.entries().unwrap_or_default();
             if batch.is_empty() {
                 return Ok(());
+            }
+            // More waiting than today's quota allows: fresh attacks are worth it most, and
+            // the stale ones age out through spool_max_age.
+            if quota_left.is_some_and(|left| batch.len() as u64 > left) {
+                batch.reverse();
             }
             let total = batch.len();
             for (index, entry) in batch.iter().enumerate() {

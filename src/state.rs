@@ -1,7 +1,6 @@
 //! The state directory: backoff window, cooldown table, counters and last outcomes in one
 //! JSON file, changed only under an exclusive file lock; plus the sender lock.
 
-use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
@@ -12,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::clock;
-use crate::delivery::Delivery;
+use crate::cooldown::Cooldown;
+use crate::delivery::{Delivery, Failure, Quota};
 use crate::fsio;
 use crate::spool::Spool;
 
@@ -51,8 +51,10 @@ pub struct State {
     pub dropped: u64,
     /// Unreadable spool files moved aside.
     pub set_aside: u64,
-    /// IP → when it was last reported or queued.
-    pub cooldown: BTreeMap<String, u64>,
+    /// Per IP and category, when it was last reported or queued.
+    pub cooldown: Cooldown,
+    /// The report quota as the last answer to a report gave it.
+    pub quota: Option<Quota>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -92,12 +94,34 @@ impl State {
         match delivery {
             Ok(receipt) => {
                 self.record_success(now, line.to_string());
-                if let Some(until) = receipt.quota_exhausted_until {
-                    self.hold_until(until, QUOTA_USED_UP);
+                if let Some(quota) = receipt.quota {
+                    self.note_quota(quota, now);
                 }
             }
             Err(failure) if !failure.keeps_report() => self.record_error(now, line.to_string()),
+            Err(Failure::QuotaUsedUp { quota, .. }) => {
+                self.record_error(now, line.to_string());
+                self.note_quota(*quota, now);
+            }
             Err(failure) => self.start_backoff(now, failure.retry_at(), line),
+        }
+    }
+
+    /// Keeps the last quota seen; a used-up quota holds all sending until its reset.
+    fn note_quota(&mut self, quota: Quota, now: u64) {
+        self.quota = Some(quota);
+        if quota.used_up() {
+            self.hold_until(quota.hold_until(now), QUOTA_USED_UP);
+        }
+    }
+
+    /// How many reports the quota still allows today, when the last answer said so and its
+    /// reset has not passed.
+    pub fn quota_left(&self, now: u64) -> Option<u64> {
+        let quota = self.quota?;
+        match quota.reset {
+            Some(reset) if reset <= now => None,
+            _ => quota.remaining,
         }
     }
 
@@ -127,30 +151,6 @@ impl State {
 
     pub fn record_error(&mut self, now: u64, message: String) {
         self.last_error = Some(Event { at: now, message });
-    }
-
-    /// When `ip` was last reported or queued, if that is within `cooldown` seconds.
-    pub fn cooling_since(&self, ip: &str, now: u64, cooldown: u64) -> Option<u64> {
-        self.cooldown
-            .get(ip)
-            .copied()
-            .filter(|at| now.saturating_sub(*at) < cooldown)
-    }
-
-    /// Records `ip` as reported now and forgets entries that no longer matter.
-    pub fn note_reported(&mut self, ip: &str, now: u64, cooldown: u64) {
-        self.cooldown
-            .retain(|_, at| now.saturating_sub(*at) < cooldown);
-        if cooldown > 0 {
-            self.cooldown.insert(ip.to_string(), now);
-        }
-    }
-
-    pub fn cooldown_entries(&self, now: u64, cooldown: u64) -> usize {
-        self.cooldown
-            .values()
-            .filter(|at| now.saturating_sub(**at) < cooldown)
-            .count()
     }
 }
 
@@ -322,18 +322,5 @@ mod tests {
         assert_eq!(state.backoff_until, 1500);
         state.start_backoff(2000, Some(1500), "HTTP 429");
         assert!(state.backoff_until > 2000);
-    }
-
-    #[test]
-    fn cooldown_expires_and_prunes() {
-        let mut state = State::default();
-        state.note_reported("1.2.3.4", 100, 900);
-        assert_eq!(state.cooling_since("1.2.3.4", 999, 900), Some(100));
-        assert_eq!(state.cooling_since("1.2.3.4", 1000, 900), None);
-        state.note_reported("5.6.7.8", 1000, 900);
-        assert!(!state.cooldown.contains_key("1.2.3.4"));
-        assert_eq!(state.cooldown_entries(1000, 900), 1);
-        state.note_reported("9.9.9.9", 1000, 0);
-        assert!(!state.cooldown.contains_key("9.9.9.9"));
     }
 }

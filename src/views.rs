@@ -22,6 +22,53 @@ pub struct StatusView {
     pub dropped: u64,
     pub set_aside: usize,
     pub cooldown_entries: usize,
+    /// The report quota as the last answer gave it; `None` before any answer.
+    pub quota: Option<QuotaView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QuotaView {
+    /// `null` when unlimited.
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+    pub used: Option<u64>,
+    pub reset: Option<String>,
+    pub reset_epoch: Option<u64>,
+    /// Whether the reset has passed since the answer, so the counts are yesterday's.
+    pub stale: bool,
+}
+
+impl QuotaView {
+    pub fn of(state: &State, now: u64) -> Option<Self> {
+        let quota = state.quota?;
+        Some(Self {
+            limit: quota.limit,
+            remaining: quota.remaining,
+            used: quota
+                .limit
+                .zip(quota.remaining)
+                .map(|(limit, left)| limit.saturating_sub(left)),
+            reset: quota.reset.map(format_utc),
+            reset_epoch: quota.reset,
+            stale: quota.reset.is_some_and(|reset| reset <= now),
+        })
+    }
+}
+
+impl fmt::Display for QuotaView {
+    /// `37 of 50, 13 left, resets 2026-12-01T00:00:00Z`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.limit, self.used, self.remaining) {
+            (None, _, _) => write!(f, "no daily limit")?,
+            (Some(limit), Some(used), Some(left)) => write!(f, "{used} of {limit}, {left} left")?,
+            (Some(limit), _, _) => write!(f, "limit {limit}")?,
+        }
+        match (&self.reset, self.stale) {
+            (Some(reset), false) => write!(f, ", resets {reset}"),
+            (Some(reset), true) => write!(f, " (counted before the reset at {reset})"),
+            (None, _) => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -91,6 +138,10 @@ impl fmt::Display for StatusView {
             "not running"
         };
         writeln!(f, "sender:       {sender}")?;
+        match &self.quota {
+            Some(quota) => writeln!(f, "reports today: {quota}")?,
+            None => writeln!(f, "reports today: - (no answer from the API yet)")?,
+        }
         for (label, event) in [
             ("last success", &self.last_success),
             ("last error", &self.last_error),
@@ -239,6 +290,11 @@ mod tests {
             dropped: 4,
             set_aside: 1,
             cooldown: Default::default(),
+            quota: Some(crate::delivery::Quota {
+                limit: Some(50),
+                remaining: Some(13),
+                reset: Some(1_796_083_200 + 86_400),
+            }),
         }
     }
 
@@ -257,6 +313,7 @@ mod tests {
             dropped: state.dropped,
             set_aside: 1,
             cooldown_entries: 3,
+            quota: QuotaView::of(&state, now),
         };
         assert_eq!(
             format!("{view}\n"),
@@ -268,6 +325,7 @@ mod tests {
             backoff: BackoffView::of(&State::default(), now),
             last_success: None,
             last_error: None,
+            quota: None,
             ..view
         };
         assert_eq!(
