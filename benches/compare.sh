@@ -176,5 +176,7 @@ cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)
   echo "| 6. one direct HTTPS report, wall time | ${ours_tls} ms | ${curl_tls} ms | $(ratio "$ours_tls" "$curl_tls") | ≤ 0.5 |"
   echo "| 6. one direct HTTPS report, peak RSS | ${ours_tls_rss} KiB | ${curl_tls_rss} KiB | $(ratio "$ours_tls_rss" "$curl_tls_rss") | ≤ 1.0 |"
   echo "| 7. 1000 queued reports over HTTPS until all received | ${ours_tls_burst} ms | ${curl_tls_burst} ms (1000 runs) | $(ratio "$ours_tls_burst" "$curl_tls_burst") | < curl |"
+  echo
+  cargo bench --locked -q --bench quota_day 2>/dev/null
 } > "$OUT"
 cat "$OUT"

@@ -41,7 +41,7 @@ pub fn run(cli: Cli, clock: Clock) -> u8 {
     match cli.command {
         Command::Report(args) => {
             let config = config::load(&cli.config, env_key, args.dry_run);
-            let outcome = pipeline::run(config, &args, clock);
+            let outcome = pipeline::run(config, &args, pipeline::Runtime::new(clock));
             let mut stdout = std::io::stdout().lock();
             if args.json {
                 let json = serde_json::to_string(&outcome).unwrap_or_default();

@@ -17,17 +17,38 @@ use crate::sender;
 use crate::state::{Locked, StateDir};
 use crate::validate::{non_global_reason, parse_ip};
 
+/// What the pipeline takes from its surroundings; a simulation brings its own.
+#[derive(Clone, Copy)]
+pub struct Runtime {
+    pub clock: Clock,
+    /// Makes sure a sender will deliver the spool ([`sender::ensure_running`]).
+    pub start_sender: fn(&StateDir, &std::path::Path),
+    /// Whether outcome lines go to stderr (syslog follows the config either way).
+    pub stderr: bool,
+}
+
+impl Runtime {
+    pub fn new(clock: Clock) -> Self {
+        Self {
+            clock,
+            start_sender: sender::ensure_running,
+            stderr: true,
+        }
+    }
+}
+
 /// Runs `report` from start to end. Never panics on bad input; the caller maps the outcome
 /// to an exit code (0 unless `--strict`).
-pub fn run(config: Result<Config, ConfigError>, args: &ReportArgs, clock: Clock) -> Outcome {
+pub fn run(config: Result<Config, ConfigError>, args: &ReportArgs, runtime: Runtime) -> Outcome {
+    let clock = runtime.clock;
     let config = match config {
         Ok(config) => config,
         Err(err) => {
             let outcome = Outcome::new(Status::ConfigError, format!("not reported: {err}"));
-            return emit(&Logger::new(true, !args.dry_run), outcome);
+            return emit(&Logger::new(runtime.stderr, !args.dry_run), outcome);
         }
     };
-    let log = Logger::new(true, config.syslog && !args.dry_run);
+    let log = Logger::new(runtime.stderr, config.syslog && !args.dry_run);
     for warning in &config.warnings {
         log.warn(warning);
     }
@@ -51,6 +72,7 @@ pub fn run(config: Result<Config, ConfigError>, args: &ReportArgs, clock: Clock)
         log: &log,
         key,
         clock,
+        start_sender: runtime.start_sender,
     };
     emit(&log, pipeline.deliver(&report, args.queue))
 }
@@ -130,6 +152,7 @@ struct Pipeline<'a> {
     log: &'a Logger,
     key: SecretString,
     clock: Clock,
+    start_sender: fn(&StateDir, &std::path::Path),
 }
 
 impl Pipeline<'_> {
@@ -163,7 +186,7 @@ impl Pipeline<'_> {
                 Ok(waiting) => {
                     self.save(locked);
                     if backoff.is_none() {
-                        sender::ensure_running(&state, &self.config.path);
+                        (self.start_sender)(&state, &self.config.path);
                     }
                     let status = if queue { Status::Queued } else { Status::Kept };
                     let line = queued_line(report.ip, backoff.as_deref(), waiting);
@@ -247,7 +270,7 @@ impl Pipeline<'_> {
             && outcome.status == Status::Sent
             && !state.spool().is_empty()
         {
-            sender::ensure_running(state, &self.config.path);
+            (self.start_sender)(state, &self.config.path);
         }
         outcome
     }

@@ -134,6 +134,12 @@ impl Sender<'_> {
         }
     }
 
+    /// Delivers what waits now, honouring the backoff window, as one round of a background
+    /// sender does; the caller holds the sender lock (or, in a simulation, needs none).
+    pub fn deliver_waiting(&self) -> Summary {
+        self.drain(false, &mut |_, _| {})
+    }
+
     /// `flush`: waits for a running sender, then delivers everything now, ignoring the
     /// backoff window, and stops at the first failure.
     pub fn flush(&self, progress: &mut dyn FnMut(u64, usize)) -> Summary {
@@ -276,10 +282,11 @@ impl Sender<'_> {
     }
 }
 
-/// Stops a drain that honours the backoff window while the window is open.
+/// Stops a drain while the backoff window is open, unless it ignores the window (`flush`);
+/// a used-up quota holds even `flush`, since every request would be refused and counted.
 fn check_backoff(state: &State, now: u64, ignore_backoff: bool) -> Result<(), Stop> {
     match state.backoff_note(now) {
-        Some(note) if !ignore_backoff => Err(Stop {
+        Some(note) if !ignore_backoff || state.quota_held(now) => Err(Stop {
             status: Status::Kept,
             reason: note,
         }),

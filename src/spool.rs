@@ -40,11 +40,14 @@ impl Spool {
         Self { dir, set_aside_dir }
     }
 
-    /// Writes a report durably and returns its file.
+    /// Writes a report durably and returns its file. The name starts with the report's
+    /// queue time (from the caller's clock) in nanoseconds, so that names sort oldest first
+    /// and the age needs no read of the file.
     pub fn add(&self, report: &Report) -> io::Result<PathBuf> {
-        let nanos = SystemTime::now()
+        let subsec = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+            .map_or(0, |d| d.subsec_nanos());
+        let nanos = u128::from(report.queued_at) * 1_000_000_000 + u128::from(subsec);
         let name = format!(
             "{nanos:020}-{}-{}.json",
             std::process::id(),

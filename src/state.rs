@@ -115,6 +115,11 @@ impl State {
         }
     }
 
+    /// Whether sending is held because the day's quota is used up.
+    pub fn quota_held(&self, now: u64) -> bool {
+        self.in_backoff(now) && self.backoff_reason.as_deref() == Some(QUOTA_USED_UP)
+    }
+
     /// How many reports the quota still allows today, when the last answer said so and its
     /// reset has not passed.
     pub fn quota_left(&self, now: u64) -> Option<u64> {

@@ -1,0 +1,229 @@
+//! The daily quota: the cooldown keyed on IP and categories, quota tracking from the
+//! rate-limit headers, the hold at `Remaining: 0`, and newest first under quota pressure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use support::fake_api::documented_api;
+use support::{FakeApi, Reply, TestEnv, epoch_now};
+
+const IP: &str = "45.155.205.233";
+
+/// A fake with a daily quota of `limit`, `left` of it unused; each accepted report takes
+/// one, and a report past the quota gets 429 with `Remaining: 0`.
+fn quota_api(limit: u64, left: u64, reset: u64) -> FakeApi {
+    let left = Arc::new(AtomicU64::new(left));
+    FakeApi::start_with(move |req, index| {
+        let headers = |reply: Reply, remaining: u64| {
+            reply
+                .with_header("X-RateLimit-Limit", &limit.to_string())
+                .with_header("X-RateLimit-Remaining", &remaining.to_string())
+                .with_header("X-RateLimit-Reset", &reset.to_string())
+        };
+        let before = left.load(Ordering::SeqCst);
+        if before == 0 {
+            return headers(
+                Reply::wp_error(429, "rate_limit_exceeded", "Daily report limit reached"),
+                0,
+            );
+        }
+        left.store(before - 1, Ordering::SeqCst);
+        headers(documented_api(req, index), before - 1)
+    })
+}
+
+fn run(env: &TestEnv, args: &[&str]) -> support::Run {
+    let run = env.run(args);
+    assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+    run
+}
+
+#[test]
+fn the_same_ip_is_reported_again_only_for_new_categories_within_24_hours() {
+    let env = TestEnv::new("cooldown-cats");
+    run(&env, &["report", "--jail", "sshd", "--", IP]);
+    let again = run(&env, &["report", "--jail", "sshd", "--", IP]);
+    assert!(
+        again
+            .stderr
+            .contains("skipped 45.155.205.233 (18,22): already reported"),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again.stderr.contains("(cooldown 24 h)"),
+        "the default is a day: {}",
+        again.stderr
+    );
+    // recidive adds category 15: worth a report of its own.
+    run(&env, &["report", "--jail", "recidive", "--", IP]);
+    let sent: Vec<String> = env
+        .api
+        .requests()
+        .iter()
+        .map(|r| r.field("categories"))
+        .collect();
+    assert_eq!(sent, ["18,22", "15,18"]);
+    let again = run(&env, &["report", "--categories", "15,22", "--", IP]);
+    assert!(
+        again.stderr.contains("already reported"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(env.api.requests().len(), 2);
+    assert_eq!(env.status()["cooldown_entries"], 1);
+}
+
+#[test]
+fn cooldown_entries_of_the_old_form_are_migrated() {
+    let env = TestEnv::new("cooldown-migrate");
+    std::fs::create_dir_all(env.spool_dir()).unwrap();
+    let then = epoch_now() - 600;
+    std::fs::write(
+        env.state_dir().join("state.json"),
+        format!(
+            r#"{{"cooldown":{{"{IP}":{then},"45.155.205.1":{}}}}}"#,
+            then - 2 * 86_400
+        ),
+    )
+    .unwrap();
+    // The old entry covered the IP as a whole: any categories wait out its window.
+    let skipped = run(&env, &["report", "--jail", "recidive", "--", IP]);
+    assert!(
+        skipped.stderr.contains("already reported 10 min ago"),
+        "{}",
+        skipped.stderr
+    );
+    // An expired old entry holds nothing.
+    run(&env, &["report", "--jail", "sshd", "--", "45.155.205.1"]);
+    assert_eq!(env.api.requests().len(), 1);
+    let state = env.state();
+    assert_eq!(state["cooldown"][IP]["0"], then, "{state}");
+    assert!(state["cooldown"]["45.155.205.1"]["18"].is_u64(), "{state}");
+}
+
+#[test]
+fn status_shows_the_quota_from_the_last_answer() {
+    let reset = support::fake_api::tomorrow();
+    let env = TestEnv::with_api("quota-status", quota_api(50, 14, reset));
+    run(&env, &["report", "--jail", "sshd", "--", IP]);
+    let status = env.status();
+    assert_eq!(status["quota"]["limit"], 50);
+    assert_eq!(status["quota"]["remaining"], 13);
+    assert_eq!(status["quota"]["used"], 37);
+    assert_eq!(status["quota"]["reset_epoch"], reset);
+    let text = run(&env, &["status"]).stdout;
+    let line = format!(
+        "reports today: 37 of 50, 13 left, resets {}",
+        status["quota"]["reset"].as_str().unwrap()
+    );
+    assert!(text.contains(&line), "{text}");
+
+    // The documented fake answers `unlimited`.
+    let env = TestEnv::new("quota-unlimited");
+    run(&env, &["report", "--jail", "sshd", "--", IP]);
+    let status = env.status();
+    assert!(status["quota"]["limit"].is_null(), "{status}");
+    assert!(
+        run(&env, &["status"])
+            .stdout
+            .contains("reports today: no daily limit")
+    );
+}
+
+#[test]
+fn a_used_up_quota_holds_every_sender_and_flush_until_the_reset() {
+    let reset = epoch_now() + 5 * 3600;
+    let env = TestEnv::with_api("quota-hold", quota_api(50, 1, reset));
+    let first = run(&env, &["report", "--jail", "sshd", "--", IP]);
+    assert!(
+        first
+            .stderr
+            .contains("daily report quota now used up (50 of 50 used, 0 left"),
+        "{}",
+        first.stderr
+    );
+    let status = env.status();
+    assert_eq!(
+        status["backoff"]["until_epoch"], reset,
+        "held to the reset, not 60 s"
+    );
+    let queued = run(
+        &env,
+        &["report", "--queue", "--jail", "sshd", "--", "45.155.205.1"],
+    );
+    assert!(
+        queued.stderr.contains("daily report quota used up"),
+        "the report's line says why it waits: {}",
+        queued.stderr
+    );
+    let flush = env.run(&["flush"]);
+    assert_eq!(flush.code, 1, "{}", flush.stdout);
+    assert!(
+        flush.stdout.contains("daily report quota used up"),
+        "{}",
+        flush.stdout
+    );
+    assert_eq!(
+        env.api.requests().len(),
+        1,
+        "no request after Remaining hit 0"
+    );
+    assert_eq!(env.spooled(), 1);
+}
+
+#[test]
+fn a_refusal_for_quota_holds_until_the_reset_without_backoff_growth() {
+    let reset = epoch_now() + 3 * 3600;
+    let env = TestEnv::with_api("quota-429", quota_api(50, 0, reset));
+    let run = env.run(&["report", "--strict", "--jail", "sshd", "--", IP]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("daily report quota used up"),
+        "{}",
+        run.stderr
+    );
+    let status = env.status();
+    assert_eq!(status["backoff"]["until_epoch"], reset);
+    assert_eq!(status["quota"]["remaining"], 0);
+    assert_eq!(env.spooled(), 1);
+}
+
+#[test]
+fn newest_first_when_more_wait_than_the_quota_allows() {
+    let reset = epoch_now() + 6 * 3600;
+    let env = TestEnv::with_api("quota-newest", quota_api(50, 2, reset));
+    // The last answer left 2 reports today; 5 wait (queued while a backoff held them).
+    std::fs::create_dir_all(env.spool_dir()).unwrap();
+    std::fs::write(
+        env.state_dir().join("state.json"),
+        format!(
+            r#"{{"backoff_until":{},"quota":{{"limit":50,"remaining":2,"reset":{reset}}}}}"#,
+            epoch_now() + 3600
+        ),
+    )
+    .unwrap();
+    for n in 1..=5 {
+        run(
+            &env,
+            &[
+                "report",
+                "--queue",
+                "--jail",
+                "sshd",
+                "--",
+                &format!("45.155.205.{n}"),
+            ],
+        );
+    }
+    env.end_backoff();
+    let flush = env.run(&["flush"]);
+    assert_eq!(flush.code, 1, "stopped by the quota: {}", flush.stdout);
+    let sent: Vec<String> = env.api.requests().iter().map(|r| r.field("ip")).collect();
+    assert_eq!(sent, ["45.155.205.5", "45.155.205.4"], "newest first");
+    assert_eq!(env.spooled(), 3);
+}
