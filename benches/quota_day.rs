@@ -205,6 +205,7 @@ fn ours(bans: &[Ban], cooldown: u64) -> Tally {
         log: &log,
         client: Client::new(&config, key),
         clock: sim_now,
+        stuck: Default::default(),
     };
     let mut tally = Tally::default();
     let mut next_flush = DAY_START + FLUSH_EVERY;

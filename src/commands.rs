@@ -99,6 +99,7 @@ fn with_sender(
         log: &log,
         client,
         clock,
+        stuck: Default::default(),
     }))
 }
 
@@ -168,6 +169,7 @@ pub fn status(config: Result<Config, ConfigError>, json: bool, clock: Clock) -> 
         last_error: state.last_error.as_ref().map(EventView::from),
         dropped: state.dropped,
         set_aside: spool.set_aside_count(),
+        stale_temps_removed: state.stale_temps_removed,
         cooldown_entries: state.cooldown.entries(now, config.cooldown),
         quota: QuotaView::of(&state, now),
     };

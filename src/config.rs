@@ -232,7 +232,7 @@ fn read_checked(path: &Path) -> Result<String, ConfigError> {
             mode,
         });
     }
-    if let Some(me) = effective_uid()
+    if let Some(me) = crate::fsio::effective_uid()
         && meta.uid() != me
         && meta.uid() != 0
     {
@@ -248,11 +248,6 @@ fn read_checked(path: &Path) -> Result<String, ConfigError> {
         })
         .map_err(unreadable)?;
     Ok(text)
-}
-
-/// The kernel makes /proc/self owned by the process's effective uid; this avoids an FFI call.
-fn effective_uid() -> Option<u32> {
-    fs::metadata("/proc/self").ok().map(|meta| meta.uid())
 }
 
 /// Parses config text; `path` is only used in messages.

@@ -1,10 +1,143 @@
-//! Files the tool keeps: written atomically and durably, one way for all of them.
+//! Files the tool keeps: written atomically and durably, one way for all of them; opened
+//! only when they are what they should be (regular, ours, not a link, of bounded size), in
+//! directories nobody else can write to, the way OpenSSH treats `~/.ssh`.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The effective uid: the kernel makes /proc/self owned by it, which spares an FFI call.
+pub fn effective_uid() -> Option<u32> {
+    fs::metadata("/proc/self").ok().map(|meta| meta.uid())
+}
+
+/// Owned by root or by us.
+fn owned_by_us(meta: &Metadata) -> bool {
+    meta.uid() == 0 || Some(meta.uid()) == effective_uid()
+}
+
+fn refused(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, why)
+}
+
+/// Why the directory `dir` cannot be trusted to hold reports and state, if it cannot: it
+/// and every parent must be a directory owned by root or us that no one else can write to;
+/// a world-writable parent passes only with the sticky bit (like /tmp), where nobody else
+/// can replace what we own. `dir` itself must not be a symbolic link.
+pub fn untrusted_dir(dir: &Path) -> Option<String> {
+    let own = match fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(err) => return Some(format!("{}: {err}", dir.display())),
+    };
+    if own.file_type().is_symlink() {
+        return Some(format!("{} is a symbolic link", dir.display()));
+    }
+    if own.mode() & 0o022 != 0 {
+        return Some(format!(
+            "{} is mode {:04o}, writable by other users",
+            dir.display(),
+            own.mode() & 0o7777
+        ));
+    }
+    for path in dir.ancestors() {
+        let meta = match fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(err) => return Some(format!("{}: {err}", path.display())),
+        };
+        if !meta.is_dir() {
+            return Some(format!("{} is not a directory", path.display()));
+        }
+        if !owned_by_us(&meta) {
+            return Some(format!(
+                "{} is owned by uid {}, not by root or you",
+                path.display(),
+                meta.uid()
+            ));
+        }
+        let sticky = meta.mode() & 0o1000 != 0;
+        if meta.mode() & 0o022 != 0 && !(sticky && path != dir) {
+            return Some(format!(
+                "{} is mode {:04o}, writable by other users",
+                path.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    None
+}
+
+/// Why `meta` is not a file we may read or lock, if it is not.
+fn unfit_file(meta: &Metadata) -> Option<&'static str> {
+    if meta.file_type().is_symlink() {
+        Some("a symbolic link")
+    } else if !meta.is_file() {
+        Some("not a regular file")
+    } else if !owned_by_us(meta) {
+        Some("owned by another user")
+    } else {
+        None
+    }
+}
+
+/// Reads a file we wrote: regular, ours, not a link, at most `cap` bytes. A FIFO, a device
+/// or a link (to /dev/zero, say) is refused before it is opened, so nothing blocks or
+/// floods.
+pub fn read_own_file(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    let meta = fs::symlink_metadata(path)?;
+    if let Some(why) = unfit_file(&meta) {
+        return Err(refused(format!("is {why}")));
+    }
+    if meta.len() > cap {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("is larger than {cap} bytes"),
+        ));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let mut bytes = Vec::new();
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("is larger than {cap} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Opens (creating if needed, mode 0600) a lock file: never through a link, and only a
+/// regular file of ours.
+pub fn open_lock_file(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::ELOOP) => refused(format!("{} is a symbolic link", path.display())),
+            _ => err,
+        })?;
+    match unfit_file(&file.metadata()?) {
+        Some(why) => Err(refused(format!("{} is {why}", path.display()))),
+        None => Ok(file),
+    }
+}
+
+/// Whether `file` is still the one at `path` (a lock file deleted or replaced since it was
+/// opened locks nothing).
+pub fn is_still_at(file: &File, path: &Path) -> bool {
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(held), Ok(there)) => held.dev() == there.dev() && held.ino() == there.ino(),
+        _ => false,
+    }
+}
 
 static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
@@ -68,6 +201,35 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["state.json"]);
+    }
+
+    #[test]
+    fn only_our_regular_files_are_read_and_only_up_to_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("r.json");
+        fs::write(&file, b"12345").unwrap();
+        assert_eq!(read_own_file(&file, 5).unwrap(), b"12345");
+        assert!(read_own_file(&file, 4).is_err());
+        let link = dir.path().join("l.json");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        assert!(read_own_file(&link, 1 << 20).is_err());
+        assert!(open_lock_file(&link).is_err());
+        assert!(read_own_file(dir.path(), 1 << 20).is_err());
+    }
+
+    #[test]
+    fn directories_others_can_write_to_are_untrusted() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(untrusted_dir(dir.path()), None, "a 0700 dir under /tmp");
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let why = untrusted_dir(&open).unwrap();
+        assert!(why.contains("mode 0777"), "{why}");
+        assert!(untrusted_dir(&open.join("state")).is_some(), "under it too");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        assert!(untrusted_dir(&link).unwrap().contains("symbolic link"));
     }
 
     #[test]

@@ -275,8 +275,9 @@ impl Pipeline<'_> {
         outcome
     }
 
-    /// Writes the report to the spool, which needs no lock; with the state lock held, the
-    /// spool limits are applied too. Returns how many reports wait.
+    /// Writes the report to the spool, which needs no lock. With the state lock held, the
+    /// count of waiting reports comes from the state (the ban path never lists the spool);
+    /// past `spool_max`, the limits are applied. Returns how many reports wait.
     fn spool(
         &self,
         state: &StateDir,
@@ -291,17 +292,25 @@ impl Pipeline<'_> {
                 spool.dir().display()
             )
         })?;
-        Ok(match locked {
-            Some(locked) => sender::apply_limits(self.config, &spool, locked, now, self.log).1,
-            None => spool.len(),
-        })
+        let Some(locked) = locked else {
+            return Ok(spool.len());
+        };
+        locked.state.waiting += 1;
+        if locked.state.waiting > self.config.spool_max as u64 {
+            sender::apply_limits(self.config, &spool, locked, now, self.log);
+        }
+        Ok(usize::try_from(locked.state.waiting).unwrap_or(usize::MAX))
     }
 
     fn lock(&self, state: &StateDir) -> Option<Locked> {
-        state
+        let locked = state
             .lock()
             .map_err(|err| self.log.warn(&err.to_string()))
-            .ok()
+            .ok()?;
+        if let Some(problem) = &locked.problem {
+            self.log.warn(problem);
+        }
+        Some(locked)
     }
 
     /// Saves and releases the state.

@@ -3,8 +3,10 @@
 //! holding the sender lock so that no report is ever sent by two processes. Runs detached
 //! in the background (started by `report`) or in the foreground (`flush`).
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -75,8 +77,12 @@ pub fn apply_limits(
             config.spool_max, config.spool_max_age
         ));
     }
+    locked.state.waiting = left as u64;
     (dropped, left)
 }
+
+/// Temp files older than this were left by a writer that died (`kill -9` mid-write).
+const STALE_TEMP: Duration = Duration::from_secs(60);
 
 pub struct Sender<'a> {
     pub config: &'a Config,
@@ -84,6 +90,9 @@ pub struct Sender<'a> {
     pub log: &'a Logger,
     pub client: Client,
     pub clock: Clock,
+    /// Entries that could be neither read, set aside nor removed: passed over for the rest
+    /// of this process's life instead of retried in a loop.
+    pub stuck: RefCell<HashSet<PathBuf>>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -174,6 +183,16 @@ impl Sender<'_> {
         progress: &mut dyn FnMut(u64, usize),
         summary: &mut Summary,
     ) -> Result<(), Stop> {
+        let stale = spool.remove_stale_temps(STALE_TEMP);
+        if stale > 0 {
+            self.log.warn(&format!(
+                "removed {stale} temp file(s) in {} left by an interrupted write",
+                spool.dir().display()
+            ));
+            let mut locked = self.lock()?;
+            locked.state.stale_temps_removed += stale;
+            let _ = locked.save();
+        }
         loop {
             let now = (self.clock)();
             let mut locked = self.lock()?;
@@ -186,6 +205,7 @@ impl Sender<'_> {
             let quota_left = locked.state.quota_left(now);
             drop(locked);
             let mut batch = spool.entries().unwrap_or_default();
+            batch.retain(|entry| !self.stuck.borrow().contains(&entry.path));
             if batch.is_empty() {
                 return Ok(());
             }
@@ -203,10 +223,14 @@ impl Sender<'_> {
     }
 
     fn lock(&self) -> Result<Locked, Stop> {
-        self.state.lock().map_err(|err| Stop {
+        let locked = self.state.lock().map_err(|err| Stop {
             status: Status::NotDelivered,
             reason: err.to_string(),
-        })
+        })?;
+        if let Some(problem) = &locked.problem {
+            self.log.warn(problem);
+        }
+        Ok(locked)
     }
 
     /// Sends one spooled report and records what became of it; `Err` stops the drain.
@@ -247,6 +271,7 @@ impl Sender<'_> {
                     self.log.error(&line);
                     summary.rejected += 1;
                 }
+                locked.state.waiting = locked.state.waiting.saturating_sub(1);
                 spool.remove(entry).map_err(|err| Stop {
                     status: Status::NotDelivered,
                     reason: format!(
@@ -275,9 +300,9 @@ impl Sender<'_> {
             locked.state.set_aside += 1;
             let _ = locked.save();
         }
-        if moved.is_err() {
-            // Never retry a file that cannot be moved: remove it rather than loop on it.
-            let _ = spool.remove(entry);
+        if moved.is_err() && spool.discard(entry).is_err() {
+            // Neither moved nor removed: leave it be for this run rather than loop on it.
+            self.stuck.borrow_mut().insert(entry.path.clone());
         }
     }
 }

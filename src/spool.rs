@@ -1,8 +1,9 @@
 //! The spool: one JSON file per report waiting for delivery, named so that a directory
 //! listing sorted by name is oldest first. Files are written atomically (temp, fsync, rename).
 
-use std::fs;
+use std::fs::{self, DirBuilder};
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,6 +11,9 @@ use thiserror::Error;
 
 use crate::fsio;
 use crate::report::Report;
+
+/// Largest spool file read: a report is a few hundred bytes.
+const MAX_REPORT_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, Error)]
 pub enum SpoolError {
@@ -96,10 +100,11 @@ impl Spool {
     /// Reads a spooled report; serde applies the checks of a new one, so that a damaged or
     /// forged file is never half-sent.
     pub fn read(&self, entry: &Entry) -> Result<Report, SpoolError> {
-        let bytes = fs::read(&entry.path).map_err(|err| match err.kind() {
-            io::ErrorKind::NotFound => SpoolError::Gone,
-            _ => SpoolError::Unreadable(err),
-        })?;
+        let bytes =
+            fsio::read_own_file(&entry.path, MAX_REPORT_BYTES).map_err(|err| match err.kind() {
+                io::ErrorKind::NotFound => SpoolError::Gone,
+                _ => SpoolError::Unreadable(err),
+            })?;
         serde_json::from_slice(&bytes).map_err(SpoolError::Invalid)
     }
 
@@ -111,13 +116,55 @@ impl Spool {
         }
     }
 
-    /// Moves an unreadable file out of the way, keeping it for the operator to inspect.
+    /// Moves an unreadable entry out of the way, keeping it for the operator to inspect.
     pub fn set_aside(&self, entry: &Entry) -> io::Result<PathBuf> {
-        fs::create_dir_all(&self.set_aside_dir)?;
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&self.set_aside_dir)
+            .or_else(|err| match err.kind() {
+                io::ErrorKind::AlreadyExists if self.set_aside_dir.is_dir() => Ok(()),
+                _ => Err(err),
+            })?;
         let name = entry.path.file_name().unwrap_or_default();
         let target = self.set_aside_dir.join(name);
         fs::rename(&entry.path, &target)?;
         Ok(target)
+    }
+
+    /// Removes temp files (`.name.tmp`) older than `age`, left by a writer that died before
+    /// its rename; returns how many went.
+    pub fn remove_stale_temps(&self, age: std::time::Duration) -> u64 {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for dirent in dir.filter_map(Result::ok) {
+            let name = dirent.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with('.') && name.ends_with(".tmp")) {
+                continue;
+            }
+            let old = dirent
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .is_ok_and(|at| now.duration_since(at).is_ok_and(|waited| waited > age));
+            if old && fs::remove_file(dirent.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Removes an entry that could not be set aside, whatever it is (a directory named like
+    /// a report included), so that it is never retried.
+    pub fn discard(&self, entry: &Entry) -> io::Result<()> {
+        match fs::symlink_metadata(&entry.path) {
+            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&entry.path),
+            Ok(_) => fs::remove_file(&entry.path),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     /// Drops reports beyond `max` files or older than `max_age` seconds, oldest first;

@@ -1,7 +1,7 @@
 //! The state directory: backoff window, cooldown table, counters and last outcomes in one
 //! JSON file, changed only under an exclusive file lock; plus the sender lock.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, DirBuilder, File};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,12 @@ pub enum StateError {
         "state_dir {path} is not usable ({source}); reports are sent directly and cannot be kept for retry"
     )]
     Unusable { path: PathBuf, source: io::Error },
+    #[error(
+        "state_dir {path} is not safe to use: {why}; reports are sent directly and cannot be kept \
+         for retry. Fix: use a directory that only root can write to, e.g. chown root: {path} && \
+         chmod 700 {path} (and its parents not group- or world-writable)"
+    )]
+    Untrusted { path: PathBuf, why: String },
     #[error("cannot save state in {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
     #[error("state in {path} is locked by another process for more than {} s", waited.as_secs())]
@@ -51,6 +57,11 @@ pub struct State {
     pub dropped: u64,
     /// Unreadable spool files moved aside.
     pub set_aside: u64,
+    /// Temp files of interrupted spool writes, cleaned up.
+    pub stale_temps_removed: u64,
+    /// Reports in the spool, as counted when it was last listed and changed since: the ban
+    /// path reads this instead of listing a spool that may hold thousands.
+    pub waiting: u64,
     /// Per IP and category, when it was last reported or queued.
     pub cooldown: Cooldown,
     /// The report quota as the last answer to a report gave it.
@@ -170,6 +181,8 @@ pub struct Locked {
     file: PathBuf,
     _lock: File,
     pub state: State,
+    /// Why the stored state could not be read, for the caller to log.
+    pub problem: Option<String>,
 }
 
 impl StateDir {
@@ -177,7 +190,8 @@ impl StateDir {
     /// a longer hold means something is stuck, and the ban path must not wait on it.
     pub const LOCK_WAIT: Duration = Duration::from_secs(2);
 
-    /// Creates the directory tree if needed and proves it writable by opening the lock file.
+    /// Creates the directory tree if needed (mode 0700), refuses it unless only root or we
+    /// can write to it and its parents, and proves it writable by opening the lock file.
     pub fn open(root: &Path) -> Result<Self, StateError> {
         let unusable = |source| StateError::Unusable {
             path: root.to_path_buf(),
@@ -188,7 +202,15 @@ impl StateDir {
             .mode(0o700)
             .create(root.join("spool"))
             .map_err(unusable)?;
-        open_lock_file(&root.join("state.lock")).map_err(unusable)?;
+        for dir in [root.to_path_buf(), root.join("spool")] {
+            if let Some(why) = fsio::untrusted_dir(&dir) {
+                return Err(StateError::Untrusted {
+                    path: root.to_path_buf(),
+                    why,
+                });
+            }
+        }
+        fsio::open_lock_file(&root.join("state.lock")).map_err(unusable)?;
         Ok(Self {
             root: root.to_path_buf(),
         })
@@ -215,24 +237,18 @@ impl StateDir {
                 waited: Self::LOCK_WAIT,
             })?;
         let file = self.root.join("state.json");
-        // A damaged state file must not stop reporting; its counters start over.
-        let state = fs::read(&file)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+        let (state, problem) = read_state(&file);
         Ok(Locked {
             file,
             _lock: lock,
             state,
+            problem,
         })
     }
 
     /// Reads the state without waiting for the lock (for `status`).
     pub fn peek(&self) -> State {
-        fs::read(self.root.join("state.json"))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
+        read_state(&self.root.join("state.json")).0
     }
 
     /// The sender lock, if no other process holds it now.
@@ -247,11 +263,16 @@ impl StateDir {
     }
 
     fn lock_within(&self, name: &str, wait: Duration) -> Result<Option<File>, StateError> {
-        let file =
-            open_lock_file(&self.root.join(name)).map_err(|source| self.write_error(source))?;
+        let path = self.root.join(name);
+        let mut file = fsio::open_lock_file(&path).map_err(|source| self.write_error(source))?;
         let deadline = Instant::now() + wait;
         loop {
             match file.try_lock() {
+                // A lock file deleted or replaced meanwhile locks nothing: lock what is there.
+                Ok(()) if !fsio::is_still_at(&file, &path) => {
+                    file =
+                        fsio::open_lock_file(&path).map_err(|source| self.write_error(source))?;
+                }
                 Ok(()) => return Ok(Some(file)),
                 Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
                     std::thread::sleep(LOCK_POLL);
@@ -264,10 +285,14 @@ impl StateDir {
 
     /// The sender lock, waiting for a running sender to finish.
     pub fn wait_sender_lock(&self) -> Result<File, StateError> {
-        let file = open_lock_file(&self.root.join("sender.lock"))
-            .map_err(|source| self.write_error(source))?;
-        file.lock().map_err(|source| self.write_error(source))?;
-        Ok(file)
+        let path = self.root.join("sender.lock");
+        loop {
+            let file = fsio::open_lock_file(&path).map_err(|source| self.write_error(source))?;
+            file.lock().map_err(|source| self.write_error(source))?;
+            if fsio::is_still_at(&file, &path) {
+                return Ok(file);
+            }
+        }
     }
 
     fn write_error(&self, source: io::Error) -> StateError {
@@ -291,12 +316,26 @@ impl Locked {
     }
 }
 
-fn open_lock_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
+/// Largest state file read: a day's cooldown of a busy host is well under 1 MiB.
+const MAX_STATE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The state in `file`, and what was wrong with it if it could not be used. A missing file
+/// is a fresh start; a damaged, oversized or foreign one must not stop reporting, so the
+/// counters start over, and the caller says so.
+fn read_state(file: &Path) -> (State, Option<String>) {
+    let problem = match fsio::read_own_file(file, MAX_STATE_BYTES) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(state) => return (state, None),
+            Err(err) => format!("is damaged ({err})"),
+        },
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return (State::default(), None),
+        Err(err) => err.to_string(),
+    };
+    let message = format!(
+        "state file {} {problem}; backoff, cooldown and counters start over",
+        file.display()
+    );
+    (State::default(), Some(message))
 }
 
 #[cfg(test)]

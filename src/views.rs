@@ -21,6 +21,8 @@ pub struct StatusView {
     pub last_error: Option<EventView>,
     pub dropped: u64,
     pub set_aside: usize,
+    /// Temp files left by interrupted writes, cleaned up so far.
+    pub stale_temps_removed: u64,
     pub cooldown_entries: usize,
     /// The report quota as the last answer gave it; `None` before any answer.
     pub quota: Option<QuotaView>,
@@ -161,6 +163,11 @@ impl fmt::Display for StatusView {
             "set aside:    {} unreadable spool file(s)",
             self.set_aside
         )?;
+        writeln!(
+            f,
+            "temp files:   {} left by interrupted writes, removed",
+            self.stale_temps_removed
+        )?;
         write!(f, "cooldown:     {} IP(s)", self.cooldown_entries)
     }
 }
@@ -295,6 +302,8 @@ mod tests {
                 remaining: Some(13),
                 reset: Some(1_796_083_200 + 86_400),
             }),
+            stale_temps_removed: 2,
+            ..State::default()
         }
     }
 
@@ -312,6 +321,7 @@ mod tests {
             last_error: state.last_error.as_ref().map(EventView::from),
             dropped: state.dropped,
             set_aside: 1,
+            stale_temps_removed: state.stale_temps_removed,
             cooldown_entries: 3,
             quota: QuotaView::of(&state, now),
         };
