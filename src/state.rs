@@ -197,19 +197,24 @@ impl StateDir {
             path: root.to_path_buf(),
             source,
         };
+        let check = |dir: &Path| match fsio::untrusted_dir(dir) {
+            Some(why) => Err(StateError::Untrusted {
+                path: root.to_path_buf(),
+                why,
+            }),
+            None => Ok(()),
+        };
+        // Checked before anything is created in it, and again after.
+        if fs::symlink_metadata(root).is_ok() {
+            check(root)?;
+        }
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(root.join("spool"))
             .map_err(unusable)?;
-        for dir in [root.to_path_buf(), root.join("spool")] {
-            if let Some(why) = fsio::untrusted_dir(&dir) {
-                return Err(StateError::Untrusted {
-                    path: root.to_path_buf(),
-                    why,
-                });
-            }
-        }
+        check(root)?;
+        check(&root.join("spool"))?;
         fsio::open_lock_file(&root.join("state.lock")).map_err(unusable)?;
         Ok(Self {
             root: root.to_path_buf(),
@@ -253,27 +258,38 @@ impl StateDir {
 
     /// The sender lock, if no other process holds it now.
     pub fn try_sender_lock(&self) -> Result<Option<File>, StateError> {
-        self.lock_within("sender.lock", Duration::ZERO)
+        self.sender_lock_within(Duration::ZERO)
     }
 
     /// The sender lock, if it comes free within `wait`: a probe by `status` or by a starting
-    /// report holds it for microseconds, and must not turn a new sender away.
+    /// report holds it for microseconds, and must not turn a new sender away. It is a lock
+    /// on the spool directory itself, which no one can delete or swap under a running
+    /// sender the way a lock file can be.
     pub fn sender_lock_within(&self, wait: Duration) -> Result<Option<File>, StateError> {
-        self.lock_within("sender.lock", wait)
+        let dir = File::open(self.root.join("spool")).map_err(|source| self.write_error(source))?;
+        self.try_for(dir, wait, |_| true)
     }
 
     fn lock_within(&self, name: &str, wait: Duration) -> Result<Option<File>, StateError> {
         let path = self.root.join(name);
-        let mut file = fsio::open_lock_file(&path).map_err(|source| self.write_error(source))?;
+        let file = fsio::open_lock_file(&path).map_err(|source| self.write_error(source))?;
+        // A lock file deleted or replaced while we waited locks nothing: call it busy.
+        self.try_for(file, wait, |file| fsio::is_still_at(file, &path))
+    }
+
+    /// Tries `file`'s lock until `wait` passes; `valid` says whether a lock taken still
+    /// guards what it should.
+    fn try_for(
+        &self,
+        file: File,
+        wait: Duration,
+        valid: impl Fn(&File) -> bool,
+    ) -> Result<Option<File>, StateError> {
         let deadline = Instant::now() + wait;
         loop {
             match file.try_lock() {
-                // A lock file deleted or replaced meanwhile locks nothing: lock what is there.
-                Ok(()) if !fsio::is_still_at(&file, &path) => {
-                    file =
-                        fsio::open_lock_file(&path).map_err(|source| self.write_error(source))?;
-                }
-                Ok(()) => return Ok(Some(file)),
+                Ok(()) if valid(&file) => return Ok(Some(file)),
+                Ok(()) => return Ok(None),
                 Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
                     std::thread::sleep(LOCK_POLL);
                 }
@@ -285,14 +301,9 @@ impl StateDir {
 
     /// The sender lock, waiting for a running sender to finish.
     pub fn wait_sender_lock(&self) -> Result<File, StateError> {
-        let path = self.root.join("sender.lock");
-        loop {
-            let file = fsio::open_lock_file(&path).map_err(|source| self.write_error(source))?;
-            file.lock().map_err(|source| self.write_error(source))?;
-            if fsio::is_still_at(&file, &path) {
-                return Ok(file);
-            }
-        }
+        let dir = File::open(self.root.join("spool")).map_err(|source| self.write_error(source))?;
+        dir.lock().map_err(|source| self.write_error(source))?;
+        Ok(dir)
     }
 
     fn write_error(&self, source: io::Error) -> StateError {

@@ -453,12 +453,7 @@ fn a_new_sender_outlasts_a_brief_probe_of_its_lock() {
     assert_eq!(env.spooled(), 1);
     // Another process (a `status`, a starting report) holds the sender lock for a moment,
     // just as the new sender starts.
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(env.state_dir().join("sender.lock"))
-        .unwrap();
+    let lock = std::fs::File::open(env.spool_dir()).unwrap();
     lock.lock().unwrap();
     let sender = std::thread::spawn({
         let cmd = env.command(&["send-spool"]);

@@ -1,0 +1,368 @@
+//! Hostile and broken surroundings: a leaked key, an untrusted state_dir, planted spool
+//! entries, held and swapped locks, interrupted writes. A second, hostile user is played by
+//! chowning to `nobody`, which needs root: those tests say SKIPPED when not root.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use support::{KEY, Reply, TestEnv, epoch_now, run_command};
+
+const IP: &str = "45.155.205.233";
+const NOBODY: u32 = 65_534;
+
+fn is_root() -> bool {
+    fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("SKIPPED {test}: needs root to play another user");
+    true
+}
+
+fn chown(path: &std::path::Path, uid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+}
+
+/// The config with `state_dir` replaced.
+fn with_state_dir(env: &TestEnv, dir: &std::path::Path) {
+    let text = fs::read_to_string(env.config_path()).unwrap().replace(
+        &env.state_dir().display().to_string(),
+        &dir.display().to_string(),
+    );
+    env.write_raw_config(&text, 0o600);
+}
+
+#[test]
+fn a_key_misplaced_in_the_shipped_config_is_never_shown() {
+    let env = TestEnv::new("misplaced-key");
+    let shipped = include_str!("../dist/reportedip.toml")
+        .replace("# [jail_categories]", "[jail_categories]")
+        .replace("api_key = \"PASTE-YOUR-API-KEY-HERE\"", "");
+    env.write_raw_config(
+        &format!(
+            "api_url = \"{}\"\nsyslog = false\n{shipped}\napi_key = \"{KEY}\"\n",
+            env.api.url()
+        ),
+        0o600,
+    );
+    for args in [
+        &["report", "--strict", "--jail", "sshd", "--", IP][..],
+        &["verify-key"],
+        &["status"],
+        &["flush"],
+    ] {
+        let run = env.run(args);
+        assert_eq!(run.code, 5, "{args:?}: {}", run.stderr);
+        assert!(
+            !run.all_output().contains(KEY),
+            "{args:?} showed the key: {}",
+            run.all_output()
+        );
+        assert!(
+            run.stderr.contains("api_key is inside [jail_categories]"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    assert!(env.api.requests().is_empty());
+}
+
+/// A state_dir refused as untrusted: the report still goes out directly, the message names
+/// the path and the fix, and nothing is written there.
+fn assert_state_dir_refused(env: &TestEnv, dir: &std::path::Path, why: &str) {
+    with_state_dir(env, dir);
+    let run = env.run(&[
+        "report",
+        "--queue",
+        "--strict",
+        "--categories",
+        "18",
+        "--",
+        IP,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("is not safe to use"), "{}", run.stderr);
+    assert!(run.stderr.contains(why), "wanted {why:?} in {}", run.stderr);
+    assert!(
+        run.stderr.contains("chmod 700"),
+        "says the fix: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("reported 45.155.205.233"),
+        "{}",
+        run.stderr
+    );
+    assert!(!dir.join("spool").join("x").exists());
+}
+
+#[test]
+fn a_world_writable_state_dir_is_refused() {
+    let env = TestEnv::new("state-0777");
+    let dir = env.dir.path().join("shared");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    assert_state_dir_refused(&env, &dir.join("state"), "writable by other users");
+    assert!(!dir.join("state").join("state.json").exists());
+}
+
+#[test]
+fn a_symlinked_state_dir_is_refused() {
+    let env = TestEnv::new("state-link");
+    let real = env.dir.path().join("real");
+    fs::create_dir(&real).unwrap();
+    let link = env.dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    assert_state_dir_refused(&env, &link, "is a symbolic link");
+    assert!(
+        fs::read_dir(&real).unwrap().next().is_none(),
+        "nothing written through it"
+    );
+}
+
+#[test]
+fn a_state_dir_pre_created_by_another_user_is_refused() {
+    if skip_unless_root("a_state_dir_pre_created_by_another_user_is_refused") {
+        return;
+    }
+    let env = TestEnv::new("state-foreign");
+    let dir = env.dir.path().join("planted");
+    fs::create_dir_all(dir.join("spool")).unwrap();
+    chown(&dir, NOBODY);
+    assert_state_dir_refused(&env, &dir, "owned by uid 65534");
+}
+
+#[test]
+fn planted_links_in_state_dir_are_never_followed() {
+    let env = TestEnv::new("state-planted");
+    env.run(&["status"]);
+    fs::create_dir_all(env.spool_dir()).unwrap();
+    let target = env.dir.path().join("victim");
+    std::os::unix::fs::symlink(&target, env.state_dir().join("state.lock")).unwrap();
+    std::os::unix::fs::symlink(&target, env.state_dir().join("sender.lock")).unwrap();
+    let run = env.run(&[
+        "report",
+        "--queue",
+        "--strict",
+        "--categories",
+        "18",
+        "--",
+        IP,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
+    assert!(
+        !target.exists(),
+        "root created a file through a planted link"
+    );
+    assert_eq!(env.api.accepted_reports().len(), 1, "sent directly instead");
+}
+
+#[test]
+fn a_queued_report_lands_while_another_process_holds_the_state_lock() {
+    let env = TestEnv::new("held-lock");
+    env.run(&["status"]);
+    fs::create_dir_all(env.spool_dir()).unwrap();
+    // As `flock state.lock sleep 14` would.
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(env.state_dir().join("state.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    env.set_backoff_until(epoch_now() + 3600);
+    let run = env.run(&[
+        "report",
+        "--queue",
+        "--strict",
+        "--categories",
+        "18",
+        "--",
+        IP,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.elapsed < Duration::from_secs(8), "{:?}", run.elapsed);
+    assert!(
+        run.stderr.contains("locked by another process"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        env.spooled() + env.api.accepted_reports().len(),
+        1,
+        "the report was lost"
+    );
+    drop(lock);
+}
+
+/// A planted spool entry must neither hang, flood nor loop the sender, and the good
+/// report behind it is delivered.
+fn assert_entry_handled(tag: &str, plant: impl Fn(&std::path::Path)) {
+    let env = TestEnv::new(tag);
+    env.run(&["status"]);
+    fs::create_dir_all(env.spool_dir()).unwrap();
+    let now_ns = u128::from(epoch_now()) * 1_000_000_000;
+    plant(&env.spool_dir().join(format!("{now_ns:020}-1-0.json")));
+    env.set_backoff_until(epoch_now() + 3600);
+    env.run(&["report", "--queue", "--categories", "18", "--", IP]);
+    env.end_backoff();
+    let started = Instant::now();
+    let flush = env.run(&["flush"]);
+    assert_eq!(flush.code, 0, "{tag}: {}{}", flush.stdout, flush.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{tag}: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(env.api.accepted_reports().len(), 1, "{tag}");
+    let status = env.status();
+    assert_eq!(status["waiting"], 0, "{tag}: {status}");
+    assert_eq!(status["set_aside"], 1, "{tag}: {status}");
+}
+
+#[test]
+fn a_fifo_in_the_spool_does_not_hang_the_sender() {
+    assert_entry_handled("spool-fifo", |path| {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    });
+}
+
+#[test]
+fn a_link_to_dev_zero_in_the_spool_is_not_read() {
+    assert_entry_handled("spool-zero", |path| {
+        std::os::unix::fs::symlink("/dev/zero", path).unwrap();
+    });
+}
+
+#[test]
+fn an_entry_that_cannot_be_set_aside_is_not_retried_in_a_loop() {
+    let env = TestEnv::new("spool-stuck");
+    env.run(&["status"]);
+    fs::create_dir_all(env.spool_dir()).unwrap();
+    // set-aside is a file, so nothing can be moved there; the entry is a directory.
+    fs::write(env.state_dir().join("set-aside"), b"").unwrap();
+    let entry = env.spool_dir().join("00000000000000000001-1-0.json");
+    fs::create_dir(&entry).unwrap();
+    env.set_backoff_until(epoch_now() + 3600);
+    env.run(&["report", "--queue", "--categories", "18", "--", IP]);
+    env.end_backoff();
+    let flush = env.run(&["flush"]);
+    assert_eq!(flush.code, 0, "{}{}", flush.stdout, flush.stderr);
+    assert!(
+        flush.elapsed < Duration::from_secs(5),
+        "{:?}",
+        flush.elapsed
+    );
+    assert_eq!(env.api.accepted_reports().len(), 1);
+    assert!(!entry.exists(), "the unmovable entry was removed instead");
+}
+
+#[test]
+fn a_deleted_sender_lock_does_not_let_a_second_sender_run() {
+    // The fake hangs for the whole 2 s timeout of the test config.
+    let env = TestEnv::answering("sender-lock", Reply::Hang);
+    env.set_backoff_until(epoch_now() + 3600);
+    env.run(&["report", "--queue", "--categories", "18", "--", IP]);
+    env.run(&[
+        "report",
+        "--queue",
+        "--categories",
+        "18",
+        "--",
+        "45.155.205.234",
+    ]);
+    env.end_backoff();
+    // The first sender hangs on the API while holding the sender lock.
+    let first = std::thread::spawn({
+        let cmd = env.command(&["send-spool"]);
+        move || run_command(cmd)
+    });
+    assert!(
+        env.api
+            .wait_until(Duration::from_secs(10), |reqs| !reqs.is_empty())
+    );
+    // A careless administrator deletes what looks like a stale lock file.
+    let _ = fs::remove_file(env.state_dir().join("sender.lock"));
+    let second = env.run(&["send-spool"]);
+    assert_eq!(second.code, 0);
+    assert_eq!(
+        env.api.requests().len(),
+        1,
+        "a second sender ran while the first held its lock"
+    );
+    drop(first);
+}
+
+#[test]
+fn temp_files_of_killed_writers_are_removed_and_counted() {
+    let env = TestEnv::new("stale-temp");
+    env.run(&["status"]);
+    fs::create_dir_all(env.spool_dir()).unwrap();
+    let stale = env
+        .spool_dir()
+        .join(".00000000000000000001-9-0.json.9-0.tmp");
+    fs::write(&stale, b"{\"ip\":").unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let fresh = env
+        .spool_dir()
+        .join(".00000000000000000002-9-0.json.9-1.tmp");
+    fs::write(&fresh, b"{").unwrap();
+    let flush = env.run(&["flush"]);
+    assert_eq!(flush.code, 0, "{}", flush.stdout);
+    assert!(!stale.exists(), "stale temp file left");
+    assert!(fresh.exists(), "a write in progress was removed");
+    assert_eq!(env.status()["stale_temps_removed"], 1);
+    assert!(
+        env.run(&["status"])
+            .stdout
+            .contains("temp files:   1 left by interrupted writes")
+    );
+}
+
+#[test]
+fn a_queued_report_killed_mid_write_leaves_at_most_a_temp_file() {
+    // kill -9 of `report --queue` at a random point: the spool holds whole reports or
+    // temp files, never a half report under a report name.
+    let env = TestEnv::new("kill-queue");
+    env.set_backoff_until(epoch_now() + 3600);
+    for n in 0..20 {
+        let mut cmd = env.command(&["report", "--queue", "--categories", "18", "--", IP]);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        std::thread::sleep(Duration::from_micros(300 * n));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    for entry in fs::read_dir(env.spool_dir()).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with(".json") && !name.starts_with('.') {
+            let text = fs::read_to_string(entry.path()).unwrap();
+            serde_json::from_str::<serde_json::Value>(&text)
+                .unwrap_or_else(|e| panic!("half a report in {name}: {e}"));
+        }
+    }
+    let _ = run_command(env.command(&["status"]));
+}
