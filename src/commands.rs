@@ -170,6 +170,7 @@ pub fn status(config: Result<Config, ConfigError>, json: bool, clock: Clock) -> 
         dropped: state.dropped,
         set_aside: spool.set_aside_count(),
         stale_temps_removed: state.stale_temps_removed,
+        suspects: state.suspects.len(),
         cooldown_entries: state.cooldown.entries(now, config.cooldown),
         quota: QuotaView::of(&state, now),
     };

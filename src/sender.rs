@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,12 +15,13 @@ use serde::Serialize;
 
 use crate::api::Client;
 use crate::clock::Clock;
+use crate::clock::format_span;
 use crate::config::Config;
-use crate::delivery::describe;
+use crate::delivery::{Delivery, Failure, describe};
 use crate::log::Logger;
 use crate::outcome::Status;
 use crate::spool::{Entry, Spool, SpoolError};
-use crate::state::{Locked, State, StateDir};
+use crate::state::{Locked, State, StateDir, Suspect};
 
 /// Upper bound on lock-drain-recheck rounds of one background sender, so that a spool that
 /// keeps refilling cannot keep one process alive forever (the next report starts another).
@@ -111,6 +113,39 @@ pub struct Summary {
     pub status: Option<Status>,
 }
 
+/// What one delivery came to, for the drain.
+enum Step {
+    /// Sent (`delivered`), or rejected, set aside or gone: nothing left to decide.
+    Done { delivered: bool },
+    /// A transient failure, not yet recorded.
+    Failed(Box<Pending>),
+}
+
+/// A report whose send failed transiently, not yet judged: if the next report fails too,
+/// the API is down; if it goes through, this report is suspect.
+struct Pending {
+    entry: Entry,
+    ip: IpAddr,
+    delivery: Delivery,
+    line: String,
+    now: u64,
+}
+
+/// A suspect is set aside after this many attempts of its own ...
+pub const SUSPECT_ATTEMPTS: u32 = 5;
+/// ... spread over at least this long (seconds).
+pub const SUSPECT_SPAN: u64 = 3600;
+/// Its first retry waits this long, doubling after each attempt, up to [`SUSPECT_SPAN`].
+const SUSPECT_FIRST_WAIT: u64 = 60;
+
+fn entry_name(entry: &Entry) -> String {
+    entry
+        .path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Why a drain ends before the spool is empty.
 struct Stop {
     status: Status,
@@ -127,17 +162,21 @@ impl Sender<'_> {
             let Ok(Some(lock)) = self.state.sender_lock_within(FRESH_LOCK_WAIT) else {
                 return;
             };
+            // Reports a drain leaves behind on purpose (suspects waiting for their own next
+            // try, entries that cannot be touched): only more than these is new work.
+            let mut left;
             loop {
                 let summary = self.drain(false, &mut |_, _| {});
                 if summary.stopped.is_some() {
                     return;
                 }
-                if !wait_for_more(&spool, linger) {
+                left = summary.waiting;
+                if !wait_for_more(&spool, linger, left) {
                     break;
                 }
             }
             drop(lock);
-            if spool.is_empty() || self.state.peek().in_backoff((self.clock)()) {
+            if !more_than(&spool, left) || self.state.peek().in_backoff((self.clock)()) {
                 return;
             }
         }
@@ -193,6 +232,7 @@ impl Sender<'_> {
             locked.state.stale_temps_removed += stale;
             let _ = locked.save();
         }
+        let mut tried = HashSet::new();
         loop {
             let now = (self.clock)();
             let mut locked = self.lock()?;
@@ -203,6 +243,11 @@ impl Sender<'_> {
             }
             check_backoff(&locked.state, now, ignore_backoff)?;
             let quota_left = locked.state.quota_left(now);
+            locked
+                .state
+                .suspects
+                .retain(|name, _| spool.dir().join(name).exists());
+            let suspects = locked.state.suspects.clone();
             drop(locked);
             let mut batch = spool.entries().unwrap_or_default();
             batch.retain(|entry| !self.stuck.borrow().contains(&entry.path));
@@ -215,11 +260,106 @@ impl Sender<'_> {
                 batch.reverse();
             }
             let total = batch.len();
+            let mut progressed = false;
+            let mut pending: Option<Box<Pending>> = None;
             for (index, entry) in batch.iter().enumerate() {
+                // A suspect waits for its own next try, except for `flush`, which was asked
+                // to deliver everything now.
+                let waits = suspects
+                    .get(&entry_name(entry))
+                    .is_some_and(|s| s.next_try > now);
+                // Each report is tried once per drain; later rounds are for new arrivals.
+                if (waits && !ignore_backoff) || !tried.insert(entry.path.clone()) {
+                    continue;
+                }
+                progressed = true;
                 progress(summary.sent + summary.rejected, total - index);
-                self.deliver_one(spool, entry, ignore_backoff, summary)?;
+                match self.deliver_one(spool, entry, ignore_backoff, summary)? {
+                    Step::Done { delivered: true } => {
+                        if let Some(failed) = pending.take() {
+                            self.suspect(spool, failed, summary)?;
+                        }
+                    }
+                    Step::Done { delivered: false } => {}
+                    // Two in a row: the API is down, not this report.
+                    Step::Failed(failed) if pending.is_some() => return Err(self.outage(failed)),
+                    Step::Failed(failed) => pending = Some(failed),
+                }
+            }
+            if let Some(failed) = pending {
+                return Err(self.outage(failed));
+            }
+            // Everything left waits for its own next try.
+            if !progressed {
+                return Ok(());
             }
         }
+    }
+
+    /// A transient failure that the next report did not share: the API is down. The backoff
+    /// starts, and the drain stops.
+    fn outage(&self, failed: Box<Pending>) -> Stop {
+        if let Ok(mut locked) = self.lock() {
+            locked
+                .state
+                .record(&failed.delivery, &failed.line, failed.now);
+            let _ = locked.save();
+        }
+        self.log
+            .error(&format!("spooled reports kept: {}", failed.line));
+        Stop {
+            status: Status::Kept,
+            reason: failed.line,
+        }
+    }
+
+    /// A report that failed while the next one went through: it keeps its own attempt
+    /// count and next try, and after [`SUSPECT_ATTEMPTS`] attempts over at least
+    /// [`SUSPECT_SPAN`] it is set aside, so that it never holds up the others.
+    fn suspect(
+        &self,
+        spool: &Spool,
+        failed: Box<Pending>,
+        summary: &mut Summary,
+    ) -> Result<(), Stop> {
+        let mut locked = self.lock()?;
+        let now = failed.now;
+        let name = entry_name(&failed.entry);
+        let record = locked
+            .state
+            .suspects
+            .entry(name.clone())
+            .or_insert(Suspect {
+                attempts: 0,
+                first_failed: now,
+                next_try: now,
+            });
+        record.attempts += 1;
+        let wait = (SUSPECT_FIRST_WAIT << record.attempts.min(6)).min(SUSPECT_SPAN);
+        record.next_try = now + wait;
+        let (attempts, span) = (record.attempts, now.saturating_sub(record.first_failed));
+        if attempts >= SUSPECT_ATTEMPTS && span >= SUSPECT_SPAN {
+            locked.state.suspects.remove(&name);
+            let _ = locked.save();
+            drop(locked);
+            let why = format!(
+                "failed {attempts} times over {} while other reports went through (last: {})",
+                format_span(span),
+                failed.line
+            );
+            self.set_aside(spool, &failed.entry, &SpoolError::Suspect(why));
+            summary.set_aside += 1;
+            return Ok(());
+        }
+        let _ = locked.save();
+        self.log.warn(&format!(
+            "{} failed alone ({}) while other reports went through; attempt {attempts}, next \
+             try in {}",
+            failed.ip,
+            failed.line,
+            format_span(wait)
+        ));
+        Ok(())
     }
 
     fn lock(&self) -> Result<Locked, Stop> {
@@ -233,26 +373,36 @@ impl Sender<'_> {
         Ok(locked)
     }
 
-    /// Sends one spooled report and records what became of it; `Err` stops the drain.
+    /// Sends one spooled report and records what became of it; `Err` stops the drain. A
+    /// transient failure is handed back unrecorded: the next report decides what it means.
     fn deliver_one(
         &self,
         spool: &Spool,
         entry: &Entry,
         ignore_backoff: bool,
         summary: &mut Summary,
-    ) -> Result<(), Stop> {
+    ) -> Result<Step, Stop> {
         let report = match spool.read(entry) {
             Ok(report) => report,
-            Err(SpoolError::Gone) => return Ok(()),
+            Err(SpoolError::Gone) => return Ok(Step::Done { delivered: false }),
             Err(why) => {
                 self.set_aside(spool, entry, &why);
                 summary.set_aside += 1;
-                return Ok(());
+                return Ok(Step::Done { delivered: false });
             }
         };
         let now = (self.clock)();
         let delivery = self.client.send_report(&report, now);
         let line = describe(&report, &delivery, &self.config.path);
+        if let Err(Failure::Transient { .. }) = &delivery {
+            return Ok(Step::Failed(Box::new(Pending {
+                entry: entry.clone(),
+                ip: report.ip,
+                delivery,
+                line,
+                now,
+            })));
+        }
         let mut locked = self.lock()?;
         locked.state.record(&delivery, &line, now);
         let result = match &delivery {
@@ -272,6 +422,7 @@ impl Sender<'_> {
                     summary.rejected += 1;
                 }
                 locked.state.waiting = locked.state.waiting.saturating_sub(1);
+                locked.state.suspects.remove(&entry_name(entry));
                 spool.remove(entry).map_err(|err| Stop {
                     status: Status::NotDelivered,
                     reason: format!(
@@ -283,7 +434,10 @@ impl Sender<'_> {
         };
         let _ = locked.save();
         result?;
-        check_backoff(&locked.state, now, ignore_backoff)
+        check_backoff(&locked.state, now, ignore_backoff)?;
+        Ok(Step::Done {
+            delivered: delivery.is_ok(),
+        })
     }
 
     fn set_aside(&self, spool: &Spool, entry: &Entry, why: &SpoolError) {
@@ -326,14 +480,22 @@ fn linger() -> Duration {
         .map_or(LINGER, Duration::from_millis)
 }
 
-/// Whether a report arrives in the spool within `linger`.
-fn wait_for_more(spool: &Spool, linger: Duration) -> bool {
+/// Whether the spool holds more than `left` reports; cheap when `left` is 0.
+fn more_than(spool: &Spool, left: usize) -> bool {
+    match left {
+        0 => !spool.is_empty(),
+        _ => spool.len() > left,
+    }
+}
+
+/// Whether more than `left` reports wait within `linger`.
+fn wait_for_more(spool: &Spool, linger: Duration, left: usize) -> bool {
     let deadline = Instant::now() + linger;
     while Instant::now() < deadline {
-        if !spool.is_empty() {
+        if more_than(spool, left) {
             return true;
         }
         std::thread::sleep(LINGER_POLL);
     }
-    !spool.is_empty()
+    more_than(spool, left)
 }

@@ -24,6 +24,9 @@ pub enum SpoolError {
     Unreadable(io::Error),
     #[error("is not a valid report: {0}")]
     Invalid(serde_json::Error),
+    /// Readable, but the API fails on it alone.
+    #[error("{0}")]
+    Suspect(String),
 }
 
 /// A spool file found on disk, not yet read.

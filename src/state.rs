@@ -1,6 +1,7 @@
 //! The state directory: backoff window, cooldown table, counters and last outcomes in one
 //! JSON file, changed only under an exclusive file lock; plus the sender lock.
 
+use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder, File};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
@@ -66,6 +67,16 @@ pub struct State {
     pub cooldown: Cooldown,
     /// The report quota as the last answer to a report gave it.
     pub quota: Option<Quota>,
+    /// Spool files (by name) that failed while others went through, retried apart.
+    pub suspects: BTreeMap<String, Suspect>,
+}
+
+/// A spooled report the API fails on alone.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Suspect {
+    pub attempts: u32,
+    pub first_failed: u64,
+    pub next_try: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -23,6 +23,8 @@ pub struct StatusView {
     pub set_aside: usize,
     /// Temp files left by interrupted writes, cleaned up so far.
     pub stale_temps_removed: u64,
+    /// Reports the API fails on alone, retried apart from the others.
+    pub suspects: usize,
     pub cooldown_entries: usize,
     /// The report quota as the last answer gave it; `None` before any answer.
     pub quota: Option<QuotaView>,
@@ -167,6 +169,11 @@ impl fmt::Display for StatusView {
             f,
             "temp files:   {} left by interrupted writes, removed",
             self.stale_temps_removed
+        )?;
+        writeln!(
+            f,
+            "suspects:     {} report(s) failing alone, retried apart",
+            self.suspects
         )?;
         write!(f, "cooldown:     {} IP(s)", self.cooldown_entries)
     }
@@ -322,6 +329,7 @@ mod tests {
             dropped: state.dropped,
             set_aside: 1,
             stale_temps_removed: state.stale_temps_removed,
+            suspects: 1,
             cooldown_entries: 3,
             quota: QuotaView::of(&state, now),
         };

@@ -366,3 +366,79 @@ fn a_queued_report_killed_mid_write_leaves_at_most_a_temp_file() {
     }
     let _ = run_command(env.command(&["status"]));
 }
+
+/// A fake that fails on one address and takes every other.
+fn poisoned_api(poison: &'static str) -> support::FakeApi {
+    support::FakeApi::start_with(move |req, index| {
+        if req.field("ip") == poison {
+            Reply::json(500, r#"{"code":"internal","message":"oops"}"#)
+        } else {
+            support::fake_api::documented_api(req, index)
+        }
+    })
+}
+
+fn queue_during_backoff(env: &TestEnv, ips: &[&str]) {
+    env.set_backoff_until(epoch_now() + 3600);
+    for ip in ips {
+        let run = env.run(&["report", "--queue", "--categories", "18", "--", ip]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    env.end_backoff();
+}
+
+#[test]
+fn one_poisoned_report_does_not_block_the_others() {
+    let env = TestEnv::with_api("poison", poisoned_api("45.155.205.1"));
+    let good = [
+        "45.155.205.2",
+        "45.155.205.3",
+        "45.155.205.4",
+        "45.155.205.5",
+    ];
+    let mut ips = vec!["45.155.205.1"];
+    ips.extend(good);
+    queue_during_backoff(&env, &ips);
+    let flush = env.run(&["flush"]);
+    assert_eq!(flush.code, 0, "{}{}", flush.stdout, flush.stderr);
+    assert_eq!(
+        env.api.accepted_reports().len(),
+        4,
+        "the others went through"
+    );
+    let status = env.status();
+    assert_eq!(status["suspects"], 1, "{status}");
+    assert_eq!(status["waiting"], 1, "{status}");
+    assert_eq!(
+        status["backoff"]["active"], false,
+        "not an outage: {status}"
+    );
+    // Its next try is its own: a background sender passes it over until then.
+    let before = env.api.requests().len();
+    assert_eq!(env.run(&["send-spool"]).code, 0);
+    assert_eq!(env.api.requests().len(), before);
+}
+
+#[test]
+fn a_report_that_keeps_failing_alone_is_set_aside_after_an_hour() {
+    let env = TestEnv::with_api("poison-aside", poisoned_api("45.155.205.1"));
+    queue_during_backoff(&env, &["45.155.205.1", "45.155.205.2"]);
+    env.run(&["flush"]);
+    assert_eq!(env.status()["suspects"], 1);
+    // Four attempts already made, the first two hours ago; the next try is due.
+    let mut state = env.state();
+    let suspects = state["suspects"].as_object_mut().unwrap();
+    let name = suspects.keys().next().unwrap().clone();
+    suspects[&name] = serde_json::json!({
+        "attempts": 4, "first_failed": epoch_now() - 7200, "next_try": 0
+    });
+    fs::write(env.state_dir().join("state.json"), state.to_string()).unwrap();
+    queue_during_backoff(&env, &["45.155.205.3"]);
+    let flush = env.run(&["flush"]);
+    assert!(flush.stdout.contains("1 set aside"), "{}", flush.stdout);
+    let status = env.status();
+    assert_eq!(status["set_aside"], 1, "{status}");
+    assert_eq!(status["suspects"], 0, "{status}");
+    assert_eq!(status["waiting"], 0, "{status}");
+    assert!(env.state_dir().join("set-aside").join(&name).exists());
+}
