@@ -105,6 +105,8 @@ pub struct Client {
     key: SecretString,
     timeout: Duration,
     roots: String,
+    /// Whether a signal may end the wait for an answer (see [`crate::delivery::within`]).
+    interruptible: bool,
 }
 
 impl Client {
@@ -139,7 +141,14 @@ impl Client {
             key,
             timeout: config.timeout,
             roots,
+            interruptible: false,
         }
+    }
+
+    /// Lets SIGTERM, SIGHUP and SIGINT end the wait for an answer, keeping the report.
+    pub fn interruptible(mut self) -> Self {
+        self.interruptible = true;
+        self
     }
 
     /// Which CA roots the client trusts, for people.
@@ -182,7 +191,7 @@ impl Client {
             ("categories", report.categories.to_string()),
             ("comment", report.comment.clone()),
         ];
-        crate::delivery::within(self.deadline(), move || {
+        crate::delivery::within(self.deadline(), self.interruptible, move || {
             let result = client
                 .agent
                 .post(client.report_url())

@@ -102,6 +102,9 @@ pub enum Failure {
     /// 429 with `X-RateLimit-Remaining: 0`: today's report quota is spent; the report waits
     /// for the reset. Not a fault of the API, so no growing backoff.
     QuotaUsedUp { answer: ApiMessage, quota: Quota },
+    /// A signal (TERM, HUP, INT) ended the wait for the API; the report is kept. Not the
+    /// API's fault: no backoff.
+    Interrupted(&'static str),
     /// The API's TLS certificate was refused before anything was sent.
     Certificate { host: String, problem: CertProblem },
     /// 404: `api_url` leads nowhere; `url` is what was asked for.
@@ -146,7 +149,8 @@ impl Failure {
             Failure::WrongUrl { .. } => Status::WrongUrl,
             Failure::Transient { .. }
             | Failure::Certificate { .. }
-            | Failure::QuotaUsedUp { .. } => Status::Kept,
+            | Failure::QuotaUsedUp { .. }
+            | Failure::Interrupted(_) => Status::Kept,
         }
     }
 
@@ -184,6 +188,9 @@ impl Failure {
                 format!("{url} not found ({answer}); check api_url in {config}")
             }
             Failure::Transient { reason, .. } => reason.clone(),
+            Failure::Interrupted(signal) => {
+                format!("interrupted by {signal} before the API answered")
+            }
             Failure::QuotaUsedUp { answer, quota } => format!(
                 "daily report quota used up ({}; {answer}); reports wait for the reset",
                 quota.describe()
@@ -269,25 +276,61 @@ pub fn sent_line(report: &Report, receipt: &Receipt) -> String {
 
 /// Runs one request on a worker thread and gives up waiting at `limit`, whatever hangs
 /// (DNS, a peer that never answers): the caller then keeps the report like any other
-/// transient failure. The abandoned thread ends with the process.
-pub fn within(limit: Duration, request: impl FnOnce() -> Delivery + Send + 'static) -> Delivery {
-    let (tx, rx) = mpsc::sync_channel(1);
+/// transient failure. With `interruptible`, SIGTERM, SIGHUP and SIGINT end the wait the
+/// same way, so that the report is kept instead of lost with the process. The abandoned
+/// thread ends with the process.
+pub fn within(
+    limit: Duration,
+    interruptible: bool,
+    request: impl FnOnce() -> Delivery + Send + 'static,
+) -> Delivery {
+    let (tx, rx) = mpsc::sync_channel(2);
+    let signals = if interruptible {
+        watch_signals(tx.clone())
+    } else {
+        None
+    };
     let spawned = std::thread::Builder::new()
         .name("request".into())
         .spawn(move || {
             let _ = tx.send(request());
         });
-    if let Err(err) = spawned {
-        return Err(Failure::transient(format!(
+    let delivery = match spawned {
+        Err(err) => Err(Failure::transient(format!(
             "cannot start the request ({err})"
-        )));
+        ))),
+        Ok(_) => rx.recv_timeout(limit).unwrap_or_else(|_| {
+            Err(Failure::transient(format!(
+                "API unreachable (no answer within {} s)",
+                limit.as_secs()
+            )))
+        }),
+    };
+    if let Some(signals) = signals {
+        signals.close();
     }
-    rx.recv_timeout(limit).unwrap_or_else(|_| {
-        Err(Failure::transient(format!(
-            "API unreachable (no answer within {} s)",
-            limit.as_secs()
-        )))
-    })
+    delivery
+}
+
+/// Turns the first of SIGTERM, SIGHUP or SIGINT into an interrupted delivery on `tx`.
+fn watch_signals(tx: mpsc::SyncSender<Delivery>) -> Option<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT]).ok()?;
+    let handle = signals.handle();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let name = match signal {
+                    SIGTERM => "SIGTERM",
+                    SIGHUP => "SIGHUP",
+                    _ => "SIGINT",
+                };
+                let _ = tx.send(Err(Failure::Interrupted(name)));
+            }
+        })
+        .ok()?;
+    Some(handle)
 }
 
 #[cfg(test)]
@@ -376,7 +419,7 @@ mod tests {
     #[test]
     fn a_request_that_hangs_ends_at_the_limit_as_transient() {
         let (release, hold) = mpsc::channel::<()>();
-        let delivery = within(Duration::from_millis(50), move || {
+        let delivery = within(Duration::from_millis(50), false, move || {
             let _ = hold.recv();
             Ok(Receipt::default())
         });
@@ -387,7 +430,7 @@ mod tests {
         assert!(failure.keeps_report());
         assert!(failure.reason(Path::new("/c")).contains("no answer within"));
         assert_eq!(
-            within(Duration::from_secs(5), || Ok(Receipt::default())),
+            within(Duration::from_secs(5), false, || Ok(Receipt::default())),
             Ok(Receipt::default())
         );
     }

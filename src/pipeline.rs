@@ -173,12 +173,6 @@ impl Pipeline<'_> {
             if let Some(outcome) = self.cooling(locked, report, now) {
                 return outcome;
             }
-            locked.state.cooldown.note(
-                &report.ip.to_string(),
-                &report.categories,
-                now,
-                self.config.cooldown,
-            );
             backoff = locked.state.backoff_note(now);
         }
         if queue || backoff.is_some() {
@@ -194,7 +188,6 @@ impl Pipeline<'_> {
                         .about(report)
                         .with_waiting(Some(waiting));
                 }
-                // Not saved: a lost report leaves no cooldown behind.
                 Err(why) if backoff.is_some() => {
                     let note = backoff.unwrap_or_default();
                     return lost(report, Status::NotDelivered, &note, &why);
@@ -229,7 +222,7 @@ impl Pipeline<'_> {
 
     /// One POST, bounded by the client's deadline, then its consequences.
     fn send(&self, state: Option<&StateDir>, report: &Report) -> Outcome {
-        let client = Client::new(self.config, self.key.clone());
+        let client = Client::new(self.config, self.key.clone()).interruptible();
         let delivery = client.send_report(report, (self.clock)());
         self.settle(state, report, &delivery)
     }
@@ -242,6 +235,13 @@ impl Pipeline<'_> {
         let mut locked = state.and_then(|state| self.lock(state));
         if let Some(locked) = &mut locked {
             locked.state.record(delivery, &line, now);
+            // Sent, or refused for good: either way, done with for the cooldown.
+            if delivery
+                .as_ref()
+                .map_or_else(|f| !f.keeps_report(), |_| true)
+            {
+                self.note_cooldown(locked, report, now);
+            }
         }
         let outcome = match delivery {
             Ok(receipt) => Outcome::new(Status::Sent, line)
@@ -275,9 +275,10 @@ impl Pipeline<'_> {
         outcome
     }
 
-    /// Writes the report to the spool, which needs no lock. With the state lock held, the
-    /// count of waiting reports comes from the state (the ban path never lists the spool);
-    /// past `spool_max`, the limits are applied. Returns how many reports wait.
+    /// Writes the report to the spool, which needs no lock. With the state lock held, its
+    /// cooldown starts, and the count of waiting reports comes from the state (the ban path
+    /// never lists the spool); past `spool_max`, the limits are applied. Returns how many
+    /// reports wait.
     fn spool(
         &self,
         state: &StateDir,
@@ -295,11 +296,23 @@ impl Pipeline<'_> {
         let Some(locked) = locked else {
             return Ok(spool.len());
         };
+        self.note_cooldown(locked, report, now);
         locked.state.waiting += 1;
         if locked.state.waiting > self.config.spool_max as u64 {
             sender::apply_limits(self.config, &spool, locked, now, self.log);
         }
         Ok(usize::try_from(locked.state.waiting).unwrap_or(usize::MAX))
+    }
+
+    /// The cooldown starts once a report is sent or safely spooled, never before: a report
+    /// lost to a crash or a full disk leaves no cooldown to block the next one.
+    fn note_cooldown(&self, locked: &mut Locked, report: &Report, now: u64) {
+        let ip = report.ip.to_string();
+        let window = self.config.cooldown;
+        locked
+            .state
+            .cooldown
+            .note(&ip, &report.categories, now, window);
     }
 
     fn lock(&self, state: &StateDir) -> Option<Locked> {

@@ -125,6 +125,8 @@ impl State {
                 self.record_error(now, line.to_string());
                 self.note_quota(*quota, now);
             }
+            // Nothing was learnt about the API.
+            Err(Failure::Interrupted(_)) => {}
             Err(failure) => self.start_backoff(now, failure.retry_at(), line),
         }
     }

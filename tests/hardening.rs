@@ -442,3 +442,73 @@ fn a_report_that_keeps_failing_alone_is_set_aside_after_an_hour() {
     assert_eq!(status["waiting"], 0, "{status}");
     assert!(env.state_dir().join("set-aside").join(&name).exists());
 }
+
+#[test]
+fn a_signal_during_a_direct_report_keeps_it() {
+    for (signal, strict, code) in [("TERM", true, 1), ("HUP", false, 0), ("INT", false, 0)] {
+        let env = TestEnv::answering("signal", Reply::Hang);
+        let text = fs::read_to_string(env.config_path())
+            .unwrap()
+            .replace("timeout = 2", "timeout = 20");
+        env.write_raw_config(&text, 0o600);
+        let mut args = vec!["report", "--categories", "18"];
+        if strict {
+            args.push("--strict");
+        }
+        args.extend(["--", IP]);
+        let mut cmd = env.command(&args);
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        assert!(
+            env.api
+                .wait_until(Duration::from_secs(10), |reqs| !reqs.is_empty())
+        );
+        let sent_at = Instant::now();
+        let killed = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            sent_at.elapsed() < Duration::from_secs(5),
+            "{signal}: not prompt"
+        );
+        assert_eq!(output.status.code(), Some(code), "{signal}: {stderr}");
+        assert!(
+            stderr.contains(&format!("queued: interrupted by SIG{signal}")),
+            "{signal}: {stderr}"
+        );
+        assert_eq!(env.spooled(), 1, "{signal}: the report was lost");
+        let status = env.status();
+        assert_eq!(status["backoff"]["active"], false, "{signal}: {status}");
+        assert_eq!(
+            status["cooldown_entries"], 1,
+            "{signal}: spooled, so cooling"
+        );
+    }
+}
+
+#[test]
+fn a_report_killed_in_flight_leaves_no_cooldown_behind() {
+    // kill -9 cannot be caught: the report in flight is lost, but it must not also block
+    // the next report of that IP for a day.
+    let env = TestEnv::answering("killed-cooldown", Reply::Hang);
+    let mut cmd = env.command(&["report", "--categories", "18", "--", IP]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    assert!(
+        env.api
+            .wait_until(Duration::from_secs(10), |reqs| !reqs.is_empty())
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let state = env.state();
+    assert!(
+        state["cooldown"].as_object().is_none_or(|c| c.is_empty()),
+        "a lost report blocks the next one: {state}"
+    );
+}
