@@ -26,6 +26,46 @@ pub fn format_span(secs: u64) -> String {
     }
 }
 
+/// Where the wall clock stood against the time since boot, which no clock setting moves:
+/// two marks of one boot tell how far the wall clock was set between them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Mark {
+    pub boot_id: String,
+    /// Seconds since boot (suspend included).
+    pub uptime: u64,
+    pub wall: u64,
+}
+
+impl Mark {
+    /// The mark for `wall`, if /proc tells the boot and the uptime.
+    pub fn now(wall: u64) -> Option<Self> {
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
+        let uptime = uptime.split(['.', ' ']).next()?.parse().ok()?;
+        Some(Self {
+            boot_id: boot_id.trim().to_string(),
+            uptime,
+            wall,
+        })
+    }
+
+    /// How far the wall clock was set (positive: forward) between `earlier` and this mark,
+    /// when both are of one boot.
+    pub fn clock_shift_since(&self, earlier: &Mark) -> Option<i64> {
+        if self.boot_id != earlier.boot_id || self.uptime < earlier.uptime {
+            return None;
+        }
+        let real = i64::try_from(self.uptime - earlier.uptime).ok()?;
+        let wall = i64::try_from(self.wall).ok()? - i64::try_from(earlier.wall).ok()?;
+        Some(wall - real)
+    }
+}
+
+/// `t` moved by a signed number of seconds, within range.
+pub fn shifted(t: u64, by: i64) -> u64 {
+    t.saturating_add_signed(by)
+}
+
 /// Parses an HTTP date in any of the three forms RFC 9110 §5.6.7 obliges a recipient to
 /// accept: IMF-fixdate, RFC 850 and asctime.
 pub fn parse_http_date(text: &str) -> Option<u64> {
@@ -61,6 +101,24 @@ mod tests {
         );
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
         assert_eq!(parse_http_date("yesterday"), None);
+    }
+
+    #[test]
+    fn marks_of_one_boot_tell_how_far_the_clock_was_set() {
+        let mark = |boot: &str, uptime, wall| Mark {
+            boot_id: boot.into(),
+            uptime,
+            wall,
+        };
+        let earlier = mark("a", 1000, 5000);
+        assert_eq!(mark("a", 1060, 5060).clock_shift_since(&earlier), Some(0));
+        assert_eq!(
+            mark("a", 1060, 5060 + 432_000).clock_shift_since(&earlier),
+            Some(432_000)
+        );
+        assert_eq!(mark("a", 1060, 60).clock_shift_since(&earlier), Some(-5000));
+        assert_eq!(mark("b", 1060, 5060).clock_shift_since(&earlier), None);
+        assert!(Mark::now(5).is_some(), "/proc tells boot and uptime");
     }
 
     #[test]

@@ -64,6 +64,27 @@ impl Cooldown {
             .count()
     }
 
+    /// Moves every stamp by `by` seconds (the clock was set).
+    pub fn shift(&mut self, by: i64) {
+        for seen in self.0.values_mut() {
+            for at in seen.values_mut() {
+                *at = crate::clock::shifted(*at, by);
+            }
+        }
+    }
+
+    /// Brings stamps after `now` back to `now`; whether there were any.
+    pub fn clamp_future(&mut self, now: u64) -> bool {
+        let mut clamped = false;
+        for seen in self.0.values_mut() {
+            for at in seen.values_mut().filter(|at| **at > now) {
+                *at = now;
+                clamped = true;
+            }
+        }
+        clamped
+    }
+
     /// Drops what has expired, and brings times stamped in the future (a clock that was
     /// ahead) back to `now`, so they cannot hold for longer than one window.
     fn prune(&mut self, now: u64, window: u64) {

@@ -168,13 +168,12 @@ impl Pipeline<'_> {
         };
         let now = (self.clock)();
         let mut locked = self.lock(&state);
-        let mut backoff = None;
-        if let Some(locked) = &mut locked {
-            if let Some(outcome) = self.cooling(locked, report, now) {
-                return outcome;
-            }
-            backoff = locked.state.backoff_note(now);
+        if let Some(outcome) = locked.as_ref().and_then(|l| self.cooling(l, report, now)) {
+            // Saved all the same: reading the state may have mended it (clock checks).
+            self.save(locked);
+            return outcome;
         }
+        let backoff = locked.as_ref().and_then(|l| l.state.backoff_note(now));
         if queue || backoff.is_some() {
             match self.spool(&state, locked.as_mut(), report, now) {
                 Ok(waiting) => {
@@ -322,6 +321,10 @@ impl Pipeline<'_> {
             .ok()?;
         if let Some(problem) = &locked.problem {
             self.log.warn(problem);
+        }
+        let mut locked = locked;
+        for note in locked.state.check_clock((self.clock)()) {
+            self.log.warn(&note);
         }
         Some(locked)
     }

@@ -236,6 +236,12 @@ impl Sender<'_> {
         loop {
             let now = (self.clock)();
             let mut locked = self.lock()?;
+            if locked.state.spool_shift != 0 {
+                // Queue times follow the clock that was set, so no report ages out for it.
+                spool.shift_queue_times(locked.state.spool_shift);
+                locked.state.spool_shift = 0;
+                let _ = locked.save();
+            }
             let (dropped, _) = apply_limits(self.config, spool, &mut locked, now, self.log);
             if dropped > 0 {
                 summary.dropped += dropped;
@@ -369,6 +375,10 @@ impl Sender<'_> {
         })?;
         if let Some(problem) = &locked.problem {
             self.log.warn(problem);
+        }
+        let mut locked = locked;
+        for note in locked.state.check_clock((self.clock)()) {
+            self.log.warn(&note);
         }
         Ok(locked)
     }

@@ -134,6 +134,31 @@ impl Spool {
         Ok(target)
     }
 
+    /// Moves the queue time in every waiting report's name by `by` seconds (the clock was
+    /// set while they waited), keeping their order.
+    pub fn shift_queue_times(&self, by: i64) {
+        let Ok(entries) = self.entries() else {
+            return;
+        };
+        let by_nanos = i128::from(by) * 1_000_000_000;
+        for entry in entries {
+            let Some(name) = entry.path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(nanos) = name
+                .get(..20)
+                .and_then(|digits| digits.parse::<i128>().ok())
+            else {
+                continue;
+            };
+            let moved = (nanos + by_nanos).max(0);
+            let _ = fs::rename(
+                &entry.path,
+                self.dir.join(format!("{moved:020}{}", &name[20..])),
+            );
+        }
+    }
+
     /// Removes temp files (`.name.tmp`) older than `age`, left by a writer that died before
     /// its rename; returns how many went.
     pub fn remove_stale_temps(&self, age: std::time::Duration) -> u64 {

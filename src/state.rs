@@ -22,6 +22,10 @@ pub const BACKOFF_START_SECS: u64 = 60;
 pub const BACKOFF_MAX_SECS: u64 = 3600;
 /// Why sending is held when the API's rate-limit headers say nothing is left today.
 pub const QUOTA_USED_UP: &str = "daily report quota used up";
+/// A clock set by less than this is drift, not a jump.
+const CLOCK_SLACK_SECS: u64 = 300;
+/// Longest anything may hold sending: the API's own retry time is capped at a day.
+const MAX_HOLD_SECS: u64 = 86_400;
 /// How often a waiting process tries a lock that another one holds.
 const LOCK_POLL: Duration = Duration::from_millis(10);
 
@@ -69,6 +73,14 @@ pub struct State {
     pub quota: Option<Quota>,
     /// Spool files (by name) that failed while others went through, retried apart.
     pub suspects: BTreeMap<String, Suspect>,
+    /// Length of the backoff window when it was set, so that a stored end further away
+    /// (a clock that was ahead) is recognised.
+    pub backoff_granted: u64,
+    /// Wall clock against time since boot at the last save, to see the clock being set.
+    pub clock_mark: Option<clock::Mark>,
+    /// Seconds the clock was set by while reports waited; the sender moves the spool's
+    /// queue times by it.
+    pub spool_shift: i64,
 }
 
 /// A spooled report the API fails on alone.
@@ -101,6 +113,7 @@ impl State {
             Some(at) if at > now => at,
             _ => now + self.backoff_secs,
         };
+        self.backoff_granted = self.backoff_until - now;
         self.backoff_reason = Some(reason.to_string());
         self.last_error = Some(Event {
             at: now,
@@ -135,7 +148,7 @@ impl State {
     fn note_quota(&mut self, quota: Quota, now: u64) {
         self.quota = Some(quota);
         if quota.used_up() {
-            self.hold_until(quota.hold_until(now), QUOTA_USED_UP);
+            self.hold_until(quota.hold_until(now), QUOTA_USED_UP, now);
         }
     }
 
@@ -173,9 +186,66 @@ impl State {
     }
 
     /// Holds all sending until `until` without counting it as a failure (quota used up).
-    pub fn hold_until(&mut self, until: u64, reason: &str) {
+    pub fn hold_until(&mut self, until: u64, reason: &str, now: u64) {
         self.backoff_until = self.backoff_until.max(until);
+        self.backoff_granted = self.backoff_until.saturating_sub(now);
         self.backoff_reason = Some(reason.to_string());
+    }
+
+    /// Makes the stored times agree with the clock, and says what it changed. A wall clock
+    /// set while the machine ran (measured against the time since boot) moves every stored
+    /// time with it, the spool's included (left in [`State::spool_shift`] for the sender).
+    /// Whatever is still in the future beyond what was granted (a backoff longer than its
+    /// window, a cooldown stamp after now) is clamped: a clock that was ahead must not hold
+    /// anything for days.
+    pub fn check_clock(&mut self, now: u64) -> Vec<String> {
+        let mut notes = Vec::new();
+        let mark = clock::Mark::now(now);
+        let shift = match (&mark, &self.clock_mark) {
+            (Some(mark), Some(earlier)) => mark.clock_shift_since(earlier).unwrap_or(0),
+            _ => 0,
+        };
+        if shift.unsigned_abs() > CLOCK_SLACK_SECS {
+            let way = if shift > 0 { "forward" } else { "back" };
+            notes.push(format!(
+                "the system clock was set {way} by {} since the last run; stored times \
+                 moved with it",
+                clock::format_span(shift.unsigned_abs())
+            ));
+            if self.backoff_until > 0 {
+                self.backoff_until = clock::shifted(self.backoff_until, shift);
+            }
+            self.cooldown.shift(shift);
+            for suspect in self.suspects.values_mut() {
+                suspect.first_failed = clock::shifted(suspect.first_failed, shift);
+                suspect.next_try = clock::shifted(suspect.next_try, shift);
+            }
+            self.spool_shift += shift;
+        }
+        self.clock_mark = mark;
+        let granted = match self.backoff_granted {
+            0 => BACKOFF_MAX_SECS,
+            secs => secs.min(MAX_HOLD_SECS),
+        };
+        if self.backoff_until > now + granted {
+            notes.push(format!(
+                "backoff stored until {} is further ahead than its {} window (was the clock \
+                 ahead?); clamped",
+                clock::format_utc(self.backoff_until),
+                clock::format_span(granted)
+            ));
+            self.backoff_until = now + granted;
+        }
+        if self.cooldown.clamp_future(now) {
+            notes.push("cooldown times after now (was the clock ahead?) clamped to now".into());
+        }
+        if self
+            .quota
+            .is_some_and(|q| q.reset.is_some_and(|r| r > now + MAX_HOLD_SECS * 2))
+        {
+            self.quota = None;
+        }
+        notes
     }
 
     pub fn record_error(&mut self, now: u64, message: String) {

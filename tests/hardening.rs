@@ -512,3 +512,77 @@ fn a_report_killed_in_flight_leaves_no_cooldown_behind() {
         "a lost report blocks the next one: {state}"
     );
 }
+
+fn boot_mark(wall: u64) -> serde_json::Value {
+    let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let uptime = fs::read_to_string("/proc/uptime").unwrap();
+    let uptime: u64 = uptime.split('.').next().unwrap().parse().unwrap();
+    serde_json::json!({"boot_id": boot_id.trim(), "uptime": uptime, "wall": wall})
+}
+
+fn write_state(env: &TestEnv, state: &serde_json::Value) {
+    fs::create_dir_all(env.spool_dir()).unwrap();
+    fs::write(env.state_dir().join("state.json"), state.to_string()).unwrap();
+}
+
+#[test]
+fn reports_queued_while_the_clock_was_days_behind_are_not_dropped_as_old() {
+    let env = TestEnv::new("clock-behind");
+    let now = epoch_now();
+    let then = now - 5 * 86_400;
+    // The last run saw the clock 5 days behind; since then it was set right.
+    write_state(&env, &serde_json::json!({"clock_mark": boot_mark(then)}));
+    fs::write(
+        env.spool_dir()
+            .join(format!("{:020}-1-0.json", u128::from(then) * 1_000_000_000)),
+        format!(r#"{{"ip":"{IP}","categories":"18","comment":"c","queued_at":{then}}}"#),
+    )
+    .unwrap();
+    let flush = env.run(&["flush"]);
+    assert_eq!(flush.code, 0, "{}", flush.stdout);
+    assert_eq!(env.api.accepted_reports().len(), 1, "{}", flush.stdout);
+    assert_eq!(env.status()["dropped"], 0);
+}
+
+#[test]
+fn a_backoff_stamped_while_the_clock_was_ahead_is_clamped_once() {
+    let env = TestEnv::new("clock-ahead");
+    let now = epoch_now();
+    write_state(
+        &env,
+        &serde_json::json!({"backoff_until": now + 30 * 86_400, "backoff_reason": "HTTP 503"}),
+    );
+    let run = env.run(&["report", "--queue", "--categories", "18", "--", IP]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr.matches("clamped").count(), 1, "{}", run.stderr);
+    let until = env.status()["backoff"]["until_epoch"].as_u64().unwrap();
+    assert!(until <= epoch_now() + 3600, "{until} vs {now}");
+    let again = env.run(&[
+        "report",
+        "--queue",
+        "--categories",
+        "18",
+        "--",
+        "45.155.205.234",
+    ]);
+    assert!(
+        !again.stderr.contains("clamped"),
+        "logged once: {}",
+        again.stderr
+    );
+}
+
+#[test]
+fn a_cooldown_stamped_while_the_clock_was_ahead_is_clamped() {
+    let env = TestEnv::new("clock-cooldown");
+    let now = epoch_now();
+    // The older per-IP form, as a clock 30 days ahead left it.
+    write_state(
+        &env,
+        &serde_json::json!({"cooldown": {IP: now + 30 * 86_400}}),
+    );
+    let run = env.run(&["report", "--categories", "18", "--", IP]);
+    assert!(run.stderr.contains("clamped"), "{}", run.stderr);
+    let stamp = env.state()["cooldown"][IP]["0"].as_u64().unwrap();
+    assert!(stamp <= epoch_now(), "still {stamp}");
+}
