@@ -5,7 +5,7 @@
 #
 # Needs: hyperfine, curl, /usr/bin/time (Debian packages hyperfine, curl, time) and python3
 # for the arithmetic. Starts its own fake APIs (cargo example `fake-api`) on 127.0.0.1 and
-# stops them at the end. Takes about three minutes.
+# stops them at the end. Takes about five minutes. Row 9 mounts a small tmpfs (root only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +24,7 @@ W=$(mktemp -d)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -d "$W/full" ] && umount -l "$W/full" 2>/dev/null || true
   # Background senders of the queued scenarios end on their own; give them no API to wait on.
   rm -rf "$W"
 }
@@ -144,7 +145,44 @@ t0=$(now_ns)
 for n in $(seq 1000); do bash -c "exec $tlsburst_curl"; done
 curl_tls_burst=$(( ($(now_ns) - t0) / 1000000 ))
 
-echo "7/7 dry-run start-up and binary size" >&2
+echo "7/9 ban path with 10,000 reports waiting (API in backoff)" >&2
+cfg=$(config deep hole)
+mkdir -p "$W/state-deep/spool"
+python3 - "$W/state-deep" <<'PY'
+import json, os, sys, time
+root = sys.argv[1]
+now = int(time.time())
+for n in range(10000):
+    name = "%020d-1-%d.json" % (now * 10**9 + n, n)
+    with open(os.path.join(root, "spool", name), "w") as f:
+        json.dump({"ip": "45.155.%d.%d" % (n // 250, n % 250 + 1), "categories": "18",
+                   "comment": "c", "queued_at": now}, f)
+with open(os.path.join(root, "state.json"), "w") as f:
+    json.dump({"backoff_until": now + 3600, "backoff_reason": "benchmark", "waiting": 10000}, f)
+PY
+chmod -R go-rwx "$W/state-deep"
+hyperfine -N -w 3 -r "$RUNS" --export-json "$W/deep.json" \
+  "$BIN -c $cfg report --queue --categories 18 -- 45.155.205.233" >/dev/null
+ours_deep=$(median_ms "$W/deep.json" 0)
+
+echo "8/9 ban path with state_dir on a full file system, API blackholed" >&2
+ours_full="(not measured: needs root and tmpfs)"
+mkdir -p "$W/full"
+if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=256k,mode=0700 tmpfs "$W/full" 2>/dev/null; then
+  full=$(config full hole)
+  sed -i "s|$W/state-full|$W/full/state|" "$full"
+  mkdir -p "$W/full/state/spool" && chmod 700 "$W/full/state"
+  dd if=/dev/zero of="$W/full/filler" bs=4096 2>/dev/null || true
+  export REPORTEDIP_RUNTIME_DIR="$W/run"
+  "$BIN" -c "$full" report --queue --categories 18 -- 45.155.205.1 2>/dev/null
+  hyperfine -N -r 10 --export-json "$W/full.json" \
+    "$BIN -c $full report --queue --categories 18 -- 45.155.205.2" >/dev/null 2>&1
+  unset REPORTEDIP_RUNTIME_DIR
+  ours_full="$(median_ms "$W/full.json" 0) ms"
+  umount -l "$W/full"
+fi
+
+echo "9/9 dry-run start-up and binary size" >&2
 hyperfine -N -w 5 -r 100 --export-json "$W/dry.json" \
   "$BIN -c /nonexistent report --dry-run --jail sshd -- 45.155.205.233" >/dev/null
 ours_dry=$(median_ms "$W/dry.json" 0)
@@ -176,6 +214,8 @@ cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)
   echo "| 6. one direct HTTPS report, wall time | ${ours_tls} ms | ${curl_tls} ms | $(ratio "$ours_tls" "$curl_tls") | ≤ 0.5 |"
   echo "| 6. one direct HTTPS report, peak RSS | ${ours_tls_rss} KiB | ${curl_tls_rss} KiB | $(ratio "$ours_tls_rss" "$curl_tls_rss") | ≤ 1.0 |"
   echo "| 7. 1000 queued reports over HTTPS until all received | ${ours_tls_burst} ms | ${curl_tls_burst} ms (1000 runs) | $(ratio "$ours_tls_burst" "$curl_tls_burst") | < curl |"
+  echo "| 8. ban path with 10,000 reports waiting (API in backoff) | ${ours_deep} ms | | | ≤ 5 ms |"
+  echo "| 9. ban path after the first failure, state_dir on a full file system, API blackholed (10 runs) | ${ours_full} | ${curlban[hole]} ms | | ≤ 1000 ms |"
   echo
   cargo bench --locked -q --bench quota_day 2>/dev/null
 } > "$OUT"

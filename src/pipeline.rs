@@ -2,6 +2,7 @@
 //! cooldown), route (direct, spool, or no state dir, decided once), deliver; always ending
 //! in one [`Outcome`].
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 
 use crate::api::Client;
@@ -14,7 +15,7 @@ use crate::outcome::{Outcome, Status, queued_line};
 use crate::report::Report;
 use crate::secret::SecretString;
 use crate::sender;
-use crate::state::{Locked, StateDir};
+use crate::state::{Fallback, Locked, State, StateDir};
 use crate::validate::{non_global_reason, parse_ip};
 
 /// What the pipeline takes from its surroundings; a simulation brings its own.
@@ -73,8 +74,15 @@ pub fn run(config: Result<Config, ConfigError>, args: &ReportArgs, runtime: Runt
         key,
         clock,
         start_sender: runtime.start_sender,
+        fallback: Fallback::new(),
+        warnings: RefCell::default(),
     };
-    emit(&log, pipeline.deliver(&report, args.queue))
+    let outcome = pipeline.deliver(&report, args.queue);
+    let warnings = pipeline.warnings.take();
+    if !warnings.is_empty() {
+        log.warn(&warnings.join("; "));
+    }
+    emit(&log, outcome)
 }
 
 /// Parse and policy: the report worth sending, or the outcome that says why there is none.
@@ -153,6 +161,10 @@ struct Pipeline<'a> {
     key: SecretString,
     clock: Clock,
     start_sender: fn(&StateDir, &std::path::Path),
+    /// The backoff while `state_dir` cannot be written.
+    fallback: Fallback,
+    /// What went wrong around the report, said in one line at the end of the run.
+    warnings: RefCell<Vec<String>>,
 }
 
 impl Pipeline<'_> {
@@ -162,7 +174,7 @@ impl Pipeline<'_> {
         let state = match StateDir::open(&self.config.state_dir) {
             Ok(state) => state,
             Err(err) => {
-                self.log.warn(&err.to_string());
+                self.warn(err.to_string());
                 return self.send(None, report);
             }
         };
@@ -173,7 +185,10 @@ impl Pipeline<'_> {
             self.save(locked);
             return outcome;
         }
-        let backoff = locked.as_ref().and_then(|l| l.state.backoff_note(now));
+        let backoff = locked
+            .as_ref()
+            .and_then(|l| l.state.backoff_note(now))
+            .or_else(|| self.fallback.state(now).backoff_note(now));
         if queue || backoff.is_some() {
             match self.spool(&state, locked.as_mut(), report, now) {
                 Ok(waiting) => {
@@ -191,9 +206,7 @@ impl Pipeline<'_> {
                     let note = backoff.unwrap_or_default();
                     return lost(report, Status::NotDelivered, &note, &why);
                 }
-                Err(why) => self
-                    .log
-                    .warn(&format!("{why}; sending {} directly", report.ip)),
+                Err(why) => self.warn(format!("{why}; sending {} directly", report.ip)),
             }
         }
         self.save(locked);
@@ -219,8 +232,15 @@ impl Pipeline<'_> {
         Some(Outcome::new(Status::Skipped, message).about(report))
     }
 
-    /// One POST, bounded by the client's deadline, then its consequences.
+    /// One POST, bounded by the client's deadline, then its consequences. Without a state,
+    /// the fallback's backoff spares the network (and the ban its timeout).
     fn send(&self, state: Option<&StateDir>, report: &Report) -> Outcome {
+        let now = (self.clock)();
+        if state.is_none()
+            && let Some(note) = self.fallback.state(now).backoff_note(now)
+        {
+            return lost(report, Status::NotDelivered, &note, "no usable state_dir");
+        }
         let client = Client::new(self.config, self.key.clone()).interruptible();
         let delivery = client.send_report(report, (self.clock)());
         self.settle(state, report, &delivery)
@@ -243,11 +263,11 @@ impl Pipeline<'_> {
             }
         }
         let outcome = match delivery {
-            Ok(receipt) => Outcome::new(Status::Sent, line)
+            Ok(receipt) => Outcome::new(Status::Sent, line.clone())
                 .about(report)
                 .with_receipt(receipt),
             Err(failure) if !failure.keeps_report() => {
-                Outcome::new(failure.status(), line).about(report)
+                Outcome::new(failure.status(), line.clone()).about(report)
             }
             Err(failure) => {
                 let kept = state
@@ -264,7 +284,7 @@ impl Pipeline<'_> {
                 }
             }
         };
-        self.save(locked);
+        self.keep_backoff(locked, delivery, &line, now);
         if let Some(state) = state
             && outcome.status == Status::Sent
             && !state.spool().is_empty()
@@ -315,24 +335,55 @@ impl Pipeline<'_> {
     }
 
     fn lock(&self, state: &StateDir) -> Option<Locked> {
-        let locked = state
+        let mut locked = state
             .lock()
-            .map_err(|err| self.log.warn(&err.to_string()))
+            .map_err(|err| self.warn(err.to_string()))
             .ok()?;
-        if let Some(problem) = &locked.problem {
-            self.log.warn(problem);
+        if let Some(problem) = locked.problem.take() {
+            self.warn(problem);
         }
-        let mut locked = locked;
         for note in locked.state.check_clock((self.clock)()) {
-            self.log.warn(&note);
+            self.warn(note);
         }
         Some(locked)
     }
 
-    /// Saves and releases the state.
-    fn save(&self, locked: Option<Locked>) {
-        if let Some(Err(err)) = locked.map(|locked| locked.save()) {
-            self.log.warn(&err.to_string());
+    /// Saves and releases the state; whether that worked.
+    fn save(&self, locked: Option<Locked>) -> bool {
+        match locked.map(|locked| locked.save()) {
+            Some(Err(err)) => {
+                self.warn(err.to_string());
+                false
+            }
+            Some(Ok(())) => true,
+            None => false,
+        }
+    }
+
+    /// Saves the state after a delivery; where it cannot be saved (or there is none), the
+    /// backoff goes to the fallback, so that the next ban does not wait the full timeout.
+    fn keep_backoff(&self, locked: Option<Locked>, delivery: &Delivery, line: &str, now: u64) {
+        let mut unsaved = locked
+            .as_ref()
+            .map_or_else(State::default, |l| l.state.clone());
+        if locked.is_none() {
+            unsaved.record(delivery, line, now);
+        }
+        if self.save(locked) {
+            return;
+        }
+        match delivery {
+            Ok(_) => self.fallback.clear(),
+            Err(_) if unsaved.in_backoff(now) => self.fallback.remember(&unsaved),
+            Err(_) => {}
+        }
+    }
+
+    /// Keeps a warning for the run's one warning line.
+    fn warn(&self, warning: String) {
+        let mut warnings = self.warnings.borrow_mut();
+        if !warnings.contains(&warning) {
+            warnings.push(warning);
         }
     }
 }

@@ -253,6 +253,69 @@ impl State {
     }
 }
 
+/// Where the backoff is kept while `state_dir` cannot be written (a full or read-only
+/// /var): the runtime directory, on a tmpfs that has room when /var has none. Without it,
+/// every ban during an outage would wait the full timeout again.
+pub struct Fallback {
+    file: PathBuf,
+}
+
+/// Overrides the runtime directory (`/run/reportedip-report`); for tests and for systems
+/// without /run.
+pub const RUNTIME_DIR_ENV: &str = "REPORTEDIP_RUNTIME_DIR";
+const DEFAULT_RUNTIME_DIR: &str = "/run/reportedip-report";
+
+impl Fallback {
+    pub fn new() -> Self {
+        let dir = std::env::var_os(RUNTIME_DIR_ENV)
+            .filter(|dir| !dir.is_empty())
+            .map_or_else(|| PathBuf::from(DEFAULT_RUNTIME_DIR), PathBuf::from);
+        Self {
+            file: dir.join("backoff.json"),
+        }
+    }
+
+    /// The backoff kept here, as a state that holds only it; clamped like any stored time.
+    pub fn state(&self, now: u64) -> State {
+        let mut state: State = fsio::read_own_file(&self.file, 4096)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        state.backoff_until = state.backoff_until.min(now + MAX_HOLD_SECS);
+        state
+    }
+
+    /// Keeps `state`'s backoff window, best effort.
+    pub fn remember(&self, state: &State) {
+        let Some(dir) = self.file.parent() else {
+            return;
+        };
+        let _ = DirBuilder::new().recursive(true).mode(0o700).create(dir);
+        if fsio::untrusted_dir(dir).is_some() {
+            return;
+        }
+        let kept = State {
+            backoff_until: state.backoff_until,
+            backoff_secs: state.backoff_secs,
+            backoff_reason: state.backoff_reason.clone(),
+            ..State::default()
+        };
+        if let Ok(bytes) = serde_json::to_vec(&kept) {
+            let _ = fsio::write_atomic(&self.file, &bytes);
+        }
+    }
+
+    pub fn clear(&self) {
+        let _ = fs::remove_file(&self.file);
+    }
+}
+
+impl Default for Fallback {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// An opened, writable state directory.
 #[derive(Debug, Clone)]
 pub struct StateDir {

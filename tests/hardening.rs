@@ -586,3 +586,123 @@ fn a_cooldown_stamped_while_the_clock_was_ahead_is_clamped() {
     let stamp = env.state()["cooldown"][IP]["0"].as_u64().unwrap();
     assert!(stamp <= epoch_now(), "still {stamp}");
 }
+
+/// A small tmpfs mounted for one test, unmounted (lazily, so nothing holds it) on drop.
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    fn tmpfs(at: &std::path::Path, size: &str) -> Option<Self> {
+        fs::create_dir_all(at).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .status()
+            .ok()?
+            .success();
+        mounted.then(|| Self(at.to_path_buf()))
+    }
+
+    fn remount_read_only(&self) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Fills the file system to the last block.
+    fn fill(&self) {
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=4096"])
+            .arg(format!("of={}", self.0.join("filler").display()))
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// With the API blackholed and `state_dir` broken by `break_it`: the first ban waits for the
+/// timeout, every later one returns at once, each run says in at most one warning what is
+/// wrong and plainly that the report is lost.
+fn assert_bounded_without_state(tag: &str, break_it: impl Fn(&Mount)) {
+    if skip_unless_root(tag) {
+        return;
+    }
+    let env = TestEnv::answering(tag, Reply::Hang);
+    let Some(mount) = Mount::tmpfs(&env.dir.path().join("var"), "256k") else {
+        eprintln!("SKIPPED {tag}: cannot mount a tmpfs here");
+        return;
+    };
+    let state_dir = mount.0.join("state");
+    with_state_dir(&env, &state_dir);
+    assert_eq!(env.run(&["status"]).code, 0);
+    env.run(&["report", "--dry-run", "--categories", "18", "--", IP]);
+    fs::create_dir_all(state_dir.join("spool")).unwrap();
+    fs::set_permissions(&state_dir, fs::Permissions::from_mode(0o700)).unwrap();
+    break_it(&mount);
+    let first = env.run(&[
+        "report",
+        "--queue",
+        "--categories",
+        "18",
+        "--",
+        "45.155.205.1",
+    ]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    for n in 2..=6 {
+        let run = env.run(&[
+            "report",
+            "--queue",
+            "--categories",
+            "18",
+            "--",
+            &format!("45.155.205.{n}"),
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            run.elapsed < Duration::from_secs(1),
+            "{tag}: ban {n} took {:?}",
+            run.elapsed
+        );
+        assert!(
+            run.stderr.matches("warning:").count() <= 1,
+            "{tag}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("not delivered, and lost"),
+            "{tag}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(
+        env.api.requests().len(),
+        1,
+        "{tag}: only the first ban tried the API"
+    );
+}
+
+#[test]
+fn a_full_state_dir_with_the_api_down_never_stalls_bans() {
+    assert_bounded_without_state("full-disk", Mount::fill);
+}
+
+#[test]
+fn a_read_only_state_dir_with_the_api_down_never_stalls_bans() {
+    assert_bounded_without_state("read-only", Mount::remount_read_only);
+}

@@ -133,7 +133,8 @@ impl TestEnv {
             .env_remove("no_proxy")
             .env_remove("SSL_CERT_FILE")
             .env_remove("SSL_CERT_DIR")
-            .env("REPORTEDIP_SENDER_LINGER_MS", TEST_LINGER_MS);
+            .env("REPORTEDIP_SENDER_LINGER_MS", TEST_LINGER_MS)
+            .env("REPORTEDIP_RUNTIME_DIR", self.dir.path().join("run"));
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
