@@ -16,6 +16,7 @@ use crate::delivery::{ApiMessage, CertProblem, Delivery, Failure, Quota, Receipt
 use crate::report::Report;
 use crate::secret::SecretString;
 use crate::trust;
+use crate::validate::is_unsafe_char;
 
 /// Largest response body read; the API's answers are a few hundred bytes.
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -452,7 +453,7 @@ fn api_message(reply: &Reply) -> ApiMessage {
 fn clean_text(text: &str) -> String {
     let mut out: String = text
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if is_unsafe_char(c) { ' ' } else { c })
         .take(MAX_MESSAGE_CHARS)
         .collect();
     if text.chars().count() > MAX_MESSAGE_CHARS {

@@ -72,7 +72,7 @@ pub struct ReportArgs {
     pub categories: Option<String>,
 
     /// fail2ban jail name (picks default categories and fills the comment)
-    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true, value_parser = lossy_text())]
     pub jail: Option<String>,
 
     /// Number of failures that led to the ban (fills the comment)
@@ -80,7 +80,7 @@ pub struct ReportArgs {
     pub failures: Option<u64>,
 
     /// Comment sent with the report instead of the config's template
-    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true, value_parser = lossy_text())]
     pub comment: Option<String>,
 
     /// Queue the report and return at once; a background sender delivers it
@@ -98,6 +98,13 @@ pub struct ReportArgs {
     /// Print one JSON object describing the outcome on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+/// Text that may come from the attacker (a user name in a fail2ban tag) and so may not be
+/// UTF-8: taken with invalid bytes replaced, rather than losing the ban's report over it.
+fn lossy_text() -> impl clap::builder::TypedValueParser<Value = String> {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new().map(|text| text.to_string_lossy().into_owned())
 }
 
 /// Whether raw arguments ask for a `report` and whether `--strict` is among them. Used only

@@ -5,6 +5,8 @@ use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 
+use crate::validate::is_unsafe_char;
+
 pub const SYSLOG_IDENT: &str = "reportedip-report";
 pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 /// Overrides the syslog socket path (used by the tests).
@@ -50,6 +52,12 @@ impl Logger {
     }
 
     pub fn emit(&self, level: Level, line: &str) {
+        // Whatever went into the line, it stays one line, read as written.
+        let line: String = line
+            .chars()
+            .map(|c| if is_unsafe_char(c) { ' ' } else { c })
+            .collect();
+        let line = line.as_str();
         if self.to_stderr {
             let prefix = match level {
                 Level::Warning => "warning: ",

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 use reportedip_report::cli::{self, Cli};
+use reportedip_report::log::Logger;
 use reportedip_report::outcome::exit;
 
 fn main() -> ExitCode {
@@ -26,6 +27,12 @@ fn main() -> ExitCode {
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
             ) {
                 return ExitCode::SUCCESS;
+            }
+            if report_strict.is_some() {
+                // fail2ban hides a report's output at its default log level: say in syslog
+                // why this ban was not reported.
+                let why = err.kind().as_str().unwrap_or("invalid arguments");
+                Logger::new(false, true).error(&format!("ban not reported: {why}"));
             }
             return match report_strict {
                 Some(false) => ExitCode::SUCCESS,

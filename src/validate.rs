@@ -64,6 +64,7 @@ const V6_RANGES: &[(u128, u8, &str)] = &[
     (0, 128, "the unspecified address"),
     (1, 128, "the loopback address"),
     (0, 96, "an IPv4-compatible (deprecated) address"),
+    (0xffff << 48, 96, "an IPv4-translated address"),
     (0x0064_ff9b_0001 << 80, 48, "a local-use NAT64 address"),
     (0x0100 << 112, 64, "a discard-only address"),
     (0x2001_0db8 << 96, 32, "a documentation address"),
@@ -86,6 +87,15 @@ fn v4_reason(ip: Ipv4Addr) -> Option<&'static str> {
 
 fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
     let bits = u128::from(ip);
+    // 6to4 (2002::/16) and NAT64 (64:ff9b::/96) carry an IPv4 address: what it is decides.
+    let embedded =
+        |shift: u32| Ipv4Addr::from(u32::try_from((bits >> shift) & 0xffff_ffff).unwrap_or(0));
+    if prefix_match128(bits, 0x2002 << 112, 16) && v4_reason(embedded(80)).is_some() {
+        return Some("a 6to4 address of a non-global IPv4 address");
+    }
+    if prefix_match128(bits, 0x0064_ff9b << 96, 96) && v4_reason(embedded(0)).is_some() {
+        return Some("a NAT64 address of a non-global IPv4 address");
+    }
     V6_RANGES
         .iter()
         .find(|(net, len, _)| prefix_match128(bits, *net, *len))
@@ -146,12 +156,19 @@ impl Network {
     }
 }
 
-/// Makes a comment safe to send and to log: control characters (which could forge log lines)
-/// become spaces, and the text is cut to [`COMMENT_MAX_BYTES`] on a character boundary.
+/// Whether `c` could forge or disguise a log line: control characters, the Unicode line
+/// and paragraph separators, and the bidirectional overrides and isolates.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Makes a comment safe to send and to log: characters that could forge log lines become
+/// spaces, and the text is cut to [`COMMENT_MAX_BYTES`] on a character boundary.
 pub fn sanitize_comment(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(COMMENT_MAX_BYTES));
     for c in text.chars() {
-        let c = if c.is_control() { ' ' } else { c };
+        let c = if is_unsafe_char(c) { ' ' } else { c };
         if out.len() + c.len_utf8() > COMMENT_MAX_BYTES {
             break;
         }
@@ -239,10 +256,44 @@ mod tests {
             ("2001:db8::1", "a documentation address"),
             ("3fff::1", "a documentation address"),
             ("::ffff:10.0.0.1", "a private address"),
+            (
+                "2002:0a00:0001::1",
+                "a 6to4 address of a non-global IPv4 address",
+            ),
+            (
+                "2002:c0a8:0101::1",
+                "a 6to4 address of a non-global IPv4 address",
+            ),
+            ("::ffff:0:8.8.8.8", "an IPv4-translated address"),
+            (
+                "64:ff9b::10.0.0.1",
+                "a NAT64 address of a non-global IPv4 address",
+            ),
         ];
         for (ip, why) in cases {
             assert_eq!(reason(ip), Some(why), "{ip}");
         }
+    }
+
+    #[test]
+    fn wrappers_of_global_addresses_stay_reportable() {
+        for ip in [
+            "2002:2d9b:cde9::1",
+            "64:ff9b::45.155.205.233",
+            "2a01:4f8::1",
+            "45.155.205.233",
+        ] {
+            assert_eq!(reason(ip), None, "{ip}");
+        }
+    }
+
+    #[test]
+    fn separators_and_bidi_controls_are_unsafe_like_control_characters() {
+        assert_eq!(
+            sanitize_comment("a\u{2028}b\u{2029}c\u{202E}d\u{2066}e\u{2069}f"),
+            "a b c d e f"
+        );
+        assert!(!is_unsafe_char('é'));
     }
 
     #[test]

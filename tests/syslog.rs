@@ -167,3 +167,42 @@ fn version_is_the_crate_version() {
         format!("reportedip-report {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn non_utf8_jail_and_comment_are_reported_not_refused() {
+    use std::os::unix::ffi::OsStrExt;
+    let (env, syslog) = syslog_env("syslog-bytes", FakeApi::start());
+    let mut cmd = env.command(&[]);
+    cmd.arg("report")
+        .arg("--jail")
+        .arg(std::ffi::OsStr::from_bytes(b"ssh\xffd"))
+        .arg("--comment")
+        .arg(std::ffi::OsStr::from_bytes(b"user r\xe9mi\n"))
+        .args(["--categories", "18", "--", "45.155.205.233"]);
+    let run = support::run_command(cmd);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let requests = env.api.requests();
+    assert_eq!(requests.len(), 1, "the ban was reported");
+    assert_eq!(requests[0].field("comment"), "user r\u{fffd}mi ");
+    let (_, _, _, message) = parse(&syslog.next().expect("no syslog line"));
+    assert!(message.contains("ssh\u{fffd}d"), "{message}");
+}
+
+#[test]
+fn a_ban_refused_by_the_argument_parser_is_said_in_syslog() {
+    use std::os::unix::ffi::OsStrExt;
+    let (env, syslog) = syslog_env("syslog-argv", FakeApi::start());
+    let mut cmd = env.command(&[]);
+    cmd.arg("report")
+        .args(["--categories", "18", "--"])
+        .arg(std::ffi::OsStr::from_bytes(b"45.155.205.\xff"));
+    let run = support::run_command(cmd);
+    assert_eq!(run.code, 0, "report promises exit 0: {}", run.stderr);
+    let (pri, _, _, message) = parse(&syslog.next().expect("nothing in syslog"));
+    assert_eq!(pri, 3 * 8 + 3, "severity err");
+    assert!(
+        message.starts_with("ban not reported: invalid UTF-8"),
+        "{message}"
+    );
+    assert!(env.api.requests().is_empty());
+}
