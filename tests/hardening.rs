@@ -706,3 +706,47 @@ fn a_full_state_dir_with_the_api_down_never_stalls_bans() {
 fn a_read_only_state_dir_with_the_api_down_never_stalls_bans() {
     assert_bounded_without_state("read-only", Mount::remount_read_only);
 }
+
+#[test]
+fn a_fifo_as_the_config_file_does_not_hang_the_ban() {
+    let env = TestEnv::new("config-fifo");
+    fs::remove_file(env.config_path()).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(env.config_path())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    fs::set_permissions(env.config_path(), fs::Permissions::from_mode(0o600)).unwrap();
+    let run = env.run(&["report", "--strict", "--categories", "18", "--", IP]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    assert!(run.elapsed < Duration::from_secs(5), "{:?}", run.elapsed);
+}
+
+#[test]
+fn a_huge_or_misplaced_state_file_is_bounded_and_said() {
+    for (tag, plant) in [("state-huge", 0), ("state-dir", 1)] {
+        let env = TestEnv::new(tag);
+        fs::create_dir_all(env.spool_dir()).unwrap();
+        let file = env.state_dir().join("state.json");
+        if plant == 0 {
+            let f = fs::File::create(&file).unwrap();
+            f.set_len(300 * 1024 * 1024).unwrap();
+        } else {
+            fs::create_dir(&file).unwrap();
+        }
+        let run = env.run(&["report", "--categories", "18", "--", IP]);
+        assert_eq!(run.code, 0, "{tag}: {}", run.stderr);
+        assert!(
+            run.elapsed < Duration::from_secs(2),
+            "{tag}: {:?}",
+            run.elapsed
+        );
+        assert!(
+            run.stderr.contains("state file") && run.stderr.contains("start over"),
+            "{tag}: said: {}",
+            run.stderr
+        );
+        assert_eq!(env.api.accepted_reports().len(), 1, "{tag}");
+    }
+}
