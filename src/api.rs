@@ -1,6 +1,8 @@
 //! The ReportedIP v2 HTTP client: one POST per report, one GET for the key check, and the
 //! classification of every answer into what the caller should do with the report.
 
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -55,6 +57,25 @@ impl KeyInfo {
     pub fn may_report(&self) -> bool {
         self.limits.as_ref().and_then(|l| l.daily_report_limit) != Some(0)
     }
+}
+
+/// `GET /check` data: the IP's standing. Every field is optional, and in a verbose answer
+/// whatever else the API sends is kept in `details`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckInfo {
+    #[serde(default, deserialize_with = "lenient_number")]
+    pub abuse_confidence_percentage: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_number")]
+    pub total_reports: Option<i64>,
+    #[serde(default)]
+    pub last_reported_at: Option<serde_json::Value>,
+    #[serde(default)]
+    pub is_tor: Option<serde_json::Value>,
+    #[serde(default)]
+    pub is_whitelisted: Option<serde_json::Value>,
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The sites of the key's account, against what its plan allows.
@@ -202,6 +223,43 @@ impl Client {
         })
     }
 
+    /// GETs `/check` for `ip` (costs one of the day's checks), waiting no longer than
+    /// [`Self::deadline`].
+    pub fn check(&self, ip: IpAddr, verbose: bool, now: u64) -> Result<CheckInfo, Failure> {
+        let client = self.clone();
+        let url = format!("{}/check", self.base);
+        let answer = Arc::new(Mutex::new(None));
+        let slot = Arc::clone(&answer);
+        let delivery = crate::delivery::within(self.deadline(), false, move || {
+            let mut request = client
+                .agent
+                .get(&url)
+                .query("ip", ip.to_string())
+                .header("X-Key", client.key.expose());
+            if verbose {
+                request = request.query("verbose", "true");
+            }
+            let reply = client.read(request.call(), now)?;
+            let receipt = classify(reply.clone(), url.clone())?;
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(reply.body);
+            }
+            Ok(receipt)
+        });
+        delivery?;
+        let body = answer
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take())
+            .unwrap_or_else(|| Err("no answer".into()));
+        parse_data(&body).map_err(|problem| {
+            Failure::transient(format!(
+                "unreadable answer from {}/check: {problem}",
+                self.base
+            ))
+        })
+    }
+
     /// GETs `/verify-key` (costs no quota).
     pub fn verify_key(&self, now: u64) -> Result<KeyInfo, Failure> {
         let url = format!("{}/verify-key", self.base);
@@ -212,7 +270,7 @@ impl Client {
             .call();
         let reply = self.read(result, now)?;
         classify(reply.clone(), url.clone())?;
-        parse_key_info(&reply.body).map_err(|problem| {
+        parse_data(&reply.body).map_err(|problem| {
             Failure::transient(format!("unreadable answer from {url}: {problem}"))
         })
     }
@@ -399,13 +457,14 @@ fn receipt(reply: &Reply) -> Receipt {
     receipt
 }
 
-fn parse_key_info(body: &Result<String, String>) -> Result<KeyInfo, String> {
+/// The `data` object of an answer (a `meta` beside it is ignored).
+fn parse_data<T: serde::de::DeserializeOwned>(body: &Result<String, String>) -> Result<T, String> {
     #[derive(Deserialize)]
-    struct Envelope {
-        data: KeyInfo,
+    struct Envelope<T> {
+        data: T,
     }
     let body = body.as_ref().map_err(String::clone)?;
-    serde_json::from_str::<Envelope>(body)
+    serde_json::from_str::<Envelope<T>>(body)
         .map(|envelope| envelope.data)
         .map_err(|err| err.to_string())
 }
@@ -640,7 +699,7 @@ mod tests {
     #[test]
     fn key_info_tolerates_odd_limits() {
         let body = r#"{"data":{"valid":true,"keyName":"srv","permissions":["report"],"limits":{"dailyReportLimit":"unlimited","dailyReportUsage":"7"}}}"#;
-        let info = parse_key_info(&Ok(body.into())).unwrap();
+        let info: KeyInfo = parse_data(&Ok(body.into())).unwrap();
         let limits = info.limits.unwrap();
         assert_eq!(limits.daily_report_limit, None);
         assert_eq!(limits.daily_report_usage, Some(7));

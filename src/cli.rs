@@ -47,17 +47,37 @@ pub enum Command {
     },
     /// Deliver spooled reports now, oldest first, in the foreground
     Flush,
-    /// Show the spool, backoff and last outcomes
+    /// Show the spool, backoff, quota and last outcomes
     Status {
         /// Print one JSON object instead of text
-        #[arg(long)]
+        #[arg(long, conflicts_with = "prometheus")]
         json: bool,
+        /// Print node_exporter textfile-collector metrics (reportedip_*) instead of text
+        #[arg(long)]
+        prometheus: bool,
     },
+    /// Look an IP address up at ReportedIP (costs one of the day's checks)
+    Check(CheckArgs),
     /// List the category IDs and names
     Categories,
     /// Deliver the spool in the background (started by `report`)
     #[command(hide = true)]
     SendSpool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// IPv4 or IPv6 address to look up
+    #[arg(value_name = "IP")]
+    pub ip: String,
+
+    /// Ask for the detailed answer (recent reports)
+    #[arg(long)]
+    pub verbose: bool,
+
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,13 +7,17 @@ use serde_json::json;
 
 use crate::api::Client;
 use crate::categories::{CATEGORIES, JAIL_CATEGORIES};
+use crate::cli::CheckArgs;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
+use crate::delivery::Failure;
 use crate::log::Logger;
 use crate::outcome::{Status, exit};
+use crate::pipeline::policy_skip;
 use crate::sender::{Sender, Summary};
-use crate::state::StateDir;
-use crate::views::{BackoffView, EventView, KeyView, QuotaView, StatusView};
+use crate::state::{Fallback, StateDir};
+use crate::validate::parse_ip;
+use crate::views::{BackoffView, CheckView, EventView, KeyView, QuotaView, StatusView};
 
 /// Writes to stdout, ignoring a closed pipe (`| head` must not turn into a panic).
 fn out(text: &str) {
@@ -113,6 +117,9 @@ pub fn flush(config: Result<Config, ConfigError>, clock: Clock) -> u8 {
             sender.flush(&mut |_, _| {})
         };
         out(&flush_line(&summary));
+        if let Some(file) = &sender.config.metrics_file {
+            write_metrics(sender.config, file, clock());
+        }
         summary.status.map_or(exit::OK, Status::exit_code)
     });
     flushed.unwrap_or_else(|err| fail(&err, exit::CONFIG))
@@ -150,16 +157,35 @@ pub fn send_spool(config: Result<Config, ConfigError>, clock: Clock) -> u8 {
     sent.unwrap_or(exit::CONFIG)
 }
 
-pub fn status(config: Result<Config, ConfigError>, json: bool, clock: Clock) -> u8 {
+/// How `status` shows itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFormat {
+    Text,
+    Json,
+    /// node_exporter textfile-collector metrics.
+    Prometheus,
+}
+
+pub fn status(config: Result<Config, ConfigError>, format: StatusFormat, clock: Clock) -> u8 {
     let config = match config {
         Ok(config) => config,
         Err(err) => return fail(&err.to_string(), exit::CONFIG),
     };
-    let now = clock();
+    let view = status_view(&config, clock());
+    out(&match format {
+        StatusFormat::Text => view.to_string(),
+        StatusFormat::Json => serde_json::to_string(&view).unwrap_or_default(),
+        StatusFormat::Prometheus => view.prometheus(),
+    });
+    exit::OK
+}
+
+/// What `status` shows, read without waiting for any lock.
+pub fn status_view(config: &Config, now: u64) -> StatusView {
     let state_dir = StateDir::existing(&config.state_dir);
     let state = state_dir.peek();
     let spool = state_dir.spool();
-    let view = StatusView {
+    StatusView {
         state_dir: config.state_dir.clone(),
         waiting: spool.len(),
         oldest_age_secs: spool.oldest_age(now),
@@ -167,19 +193,97 @@ pub fn status(config: Result<Config, ConfigError>, json: bool, clock: Clock) -> 
         sender_running: matches!(state_dir.try_sender_lock(), Ok(None)),
         last_success: state.last_success.as_ref().map(EventView::from),
         last_error: state.last_error.as_ref().map(EventView::from),
+        sent: state.sent,
+        rejected: state.rejected,
         dropped: state.dropped,
         set_aside: spool.set_aside_count(),
+        set_aside_total: state.set_aside,
         stale_temps_removed: state.stale_temps_removed,
         suspects: state.suspects.len(),
         cooldown_entries: state.cooldown.entries(now, config.cooldown),
         quota: QuotaView::of(&state, now),
-    };
-    if json {
-        out(&serde_json::to_string(&view).unwrap_or_default());
-    } else {
-        out(&view.to_string());
     }
-    exit::OK
+}
+
+/// Replaces the metrics file whole (node_exporter must never read half of it), readable by
+/// node_exporter; a failure is said, and changes nothing else.
+fn write_metrics(config: &Config, file: &std::path::Path, now: u64) {
+    let metrics = status_view(config, now).prometheus();
+    if let Err(err) = crate::fsio::write_atomic_mode(file, metrics.as_bytes(), 0o644) {
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "warning: cannot write metrics_file {}: {err}",
+            file.display()
+        );
+    }
+}
+
+/// `check`: the IP's standing at ReportedIP. Addresses `report` would refuse are refused
+/// here without spending a check, and a backoff window keeps it off the network.
+pub fn check(config: Result<Config, ConfigError>, args: &CheckArgs, clock: Clock) -> u8 {
+    let report_error = |message: String, code: u8| {
+        if args.json {
+            out(&json!({ "error": message, "exit_code": code }).to_string());
+            code
+        } else {
+            fail(&message, code)
+        }
+    };
+    let (config, client) = match config.and_then(|config| Ok((client(&config)?, config))) {
+        Ok((client, config)) => (config, client),
+        Err(err) => return report_error(err.to_string(), exit::CONFIG),
+    };
+    let ip = match parse_ip(&args.ip) {
+        Ok(ip) => ip,
+        Err(err) => return report_error(format!("not checked: {err}"), exit::USAGE),
+    };
+    if let Some(why) = policy_skip(ip, &config) {
+        let message = format!("not checked ({why}; report never sends it)");
+        return report_error(message, exit::USAGE);
+    }
+    let now = clock();
+    let state_dir = StateDir::existing(&config.state_dir);
+    let backoff = state_dir
+        .peek()
+        .backoff_note(now)
+        .or_else(|| Fallback::new().state(now).backoff_note(now));
+    if let Some(note) = backoff {
+        return report_error(format!("not checked: {note}"), exit::KEPT);
+    }
+    match client.check(ip, args.verbose, now) {
+        Ok(info) => {
+            let view = CheckView::new(ip, info, args.verbose);
+            if args.json {
+                out(&serde_json::to_string(&view).unwrap_or_default());
+            } else {
+                out(&view.to_string());
+            }
+            exit::OK
+        }
+        Err(failure) => {
+            if matches!(
+                failure,
+                Failure::Transient { .. } | Failure::Certificate { .. }
+            ) {
+                record_failure(&config, &failure, now);
+            }
+            let message = format!("cannot check {ip}: {}", failure.reason(&config.path));
+            report_error(message, failure.status().exit_code())
+        }
+    }
+}
+
+/// A check that found the API unreachable starts the backoff, as a report would.
+fn record_failure(config: &Config, failure: &Failure, now: u64) {
+    let Ok(state) = StateDir::open(&config.state_dir) else {
+        return;
+    };
+    if let Ok(mut locked) = state.lock() {
+        locked
+            .state
+            .start_backoff(now, failure.retry_at(), &failure.reason(&config.path));
+        let _ = locked.save();
+    }
 }
 
 pub fn categories() -> u8 {

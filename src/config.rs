@@ -79,6 +79,7 @@ struct RawConfig {
     spool_max_age: Option<Spanned<i64>>,
     syslog: Option<bool>,
     ca_file: Option<Spanned<PathBuf>>,
+    metrics_file: Option<Spanned<PathBuf>>,
     jail_categories: Option<BTreeMap<Spanned<String>, Spanned<RawCategories>>>,
 }
 
@@ -116,6 +117,8 @@ pub struct Config {
     pub syslog: bool,
     /// Extra trusted CA certificates (PEM), on top of the system store.
     pub ca_file: Option<PathBuf>,
+    /// Where `flush` writes the `status --prometheus` metrics, for node_exporter.
+    pub metrics_file: Option<PathBuf>,
     pub jail_categories: BTreeMap<String, Categories>,
     /// Things worth fixing that did not stop the config from loading; each run logs them.
     pub warnings: Vec<String>,
@@ -140,6 +143,7 @@ impl Config {
             spool_max_age: 86_400,
             syslog: true,
             ca_file: None,
+            metrics_file: None,
             jail_categories: BTreeMap::new(),
             warnings: Vec::new(),
         }
@@ -403,6 +407,12 @@ impl Checker<'_> {
                     return Err(self.invalid(&file, "ca_file", format!("cannot be read ({why})")));
                 }
             }
+        }
+        if let Some(file) = raw.metrics_file {
+            if !file.get_ref().is_absolute() {
+                return Err(self.invalid(&file, "metrics_file", "must be an absolute path"));
+            }
+            config.metrics_file = Some(file.into_inner());
         }
         for (jail, cats) in raw.jail_categories.unwrap_or_default() {
             // Dealt with by `check_misplaced_key`: never a jail, never to be quoted.

@@ -59,8 +59,16 @@ pub fn run(cli: Cli, clock: Clock) -> u8 {
             commands::verify_key(config::load(&cli.config, env_key, false), json, clock)
         }
         Command::Flush => commands::flush(config::load(&cli.config, env_key, false), clock),
-        Command::Status { json } => {
-            commands::status(config::load(&cli.config, env_key, true), json, clock)
+        Command::Status { json, prometheus } => {
+            let format = match (json, prometheus) {
+                (true, _) => commands::StatusFormat::Json,
+                (_, true) => commands::StatusFormat::Prometheus,
+                _ => commands::StatusFormat::Text,
+            };
+            commands::status(config::load(&cli.config, env_key, true), format, clock)
+        }
+        Command::Check(args) => {
+            commands::check(config::load(&cli.config, env_key, false), &args, clock)
         }
         Command::Categories => commands::categories(),
         Command::SendSpool => {

@@ -103,7 +103,7 @@ fn admit(config: &Config, args: &ReportArgs, now: u64) -> Result<Report, Box<Out
 }
 
 /// Why `ip` must never be reported (not globally routable, or on the ignore list), if so.
-fn policy_skip(ip: IpAddr, config: &Config) -> Option<String> {
+pub fn policy_skip(ip: IpAddr, config: &Config) -> Option<String> {
     let why = non_global_reason(ip)
         .map(|why| format!("{why}, never reported"))
         .or_else(|| {

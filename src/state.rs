@@ -58,6 +58,10 @@ pub struct State {
     pub backoff_reason: Option<String>,
     pub last_success: Option<Event>,
     pub last_error: Option<Event>,
+    /// Reports the API accepted, in all.
+    pub sent: u64,
+    /// Reports the API refused for good, in all.
+    pub rejected: u64,
     /// Spooled reports dropped by `spool_max` or `spool_max_age`.
     pub dropped: u64,
     /// Unreadable spool files moved aside.
@@ -128,12 +132,16 @@ impl State {
     pub fn record(&mut self, delivery: &Delivery, line: &str, now: u64) {
         match delivery {
             Ok(receipt) => {
+                self.sent += 1;
                 self.record_success(now, line.to_string());
                 if let Some(quota) = receipt.quota {
                     self.note_quota(quota, now);
                 }
             }
-            Err(failure) if !failure.keeps_report() => self.record_error(now, line.to_string()),
+            Err(failure) if !failure.keeps_report() => {
+                self.rejected += 1;
+                self.record_error(now, line.to_string());
+            }
             Err(Failure::QuotaUsedUp { quota, .. }) => {
                 self.record_error(now, line.to_string());
                 self.note_quota(*quota, now);

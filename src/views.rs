@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::api::{Domains, KeyInfo, Limits};
+use crate::api::{CheckInfo, Domains, KeyInfo, Limits};
 use crate::clock::{format_span, format_utc};
 use crate::state::{Event, State};
 
@@ -19,8 +19,14 @@ pub struct StatusView {
     pub sender_running: bool,
     pub last_success: Option<EventView>,
     pub last_error: Option<EventView>,
+    /// Running totals since the state began.
+    pub sent: u64,
+    pub rejected: u64,
     pub dropped: u64,
+    /// Files now in `set-aside/`.
     pub set_aside: usize,
+    /// Reports set aside since the state began.
+    pub set_aside_total: u64,
     /// Temp files left by interrupted writes, cleaned up so far.
     pub stale_temps_removed: u64,
     /// Reports the API fails on alone, retried apart from the others.
@@ -89,6 +95,7 @@ pub struct BackoffView {
 #[derive(Debug, Serialize)]
 pub struct EventView {
     pub at: String,
+    pub at_epoch: u64,
     pub message: String,
 }
 
@@ -96,8 +103,113 @@ impl From<&Event> for EventView {
     fn from(event: &Event) -> Self {
         Self {
             at: format_utc(event.at),
+            at_epoch: event.at,
             message: event.message.clone(),
         }
+    }
+}
+
+impl StatusView {
+    /// node_exporter textfile-collector metrics: one `# HELP`, `# TYPE` and sample each.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: Option<u64>| {
+            let Some(value) = value else {
+                return;
+            };
+            out.push_str(&format!(
+                "# HELP reportedip_{name} {help}\n# TYPE reportedip_{name} {kind}\nreportedip_{name} {value}\n"
+            ));
+        };
+        let gauge = "gauge";
+        let counter = "counter";
+        metric(
+            "reports_waiting",
+            gauge,
+            "Reports in the spool waiting for delivery.",
+            Some(self.waiting as u64),
+        );
+        metric(
+            "oldest_waiting_age_seconds",
+            gauge,
+            "Age of the oldest waiting report (0 when none wait).",
+            Some(self.oldest_age_secs.unwrap_or(0)),
+        );
+        metric(
+            "backoff_until_timestamp_seconds",
+            gauge,
+            "End of the backoff window, UNIX time (0 when none).",
+            Some(self.backoff.until_epoch.unwrap_or(0)),
+        );
+        metric(
+            "sender_running",
+            gauge,
+            "Whether a background sender is at work (1) or not (0).",
+            Some(u64::from(self.sender_running)),
+        );
+        metric(
+            "last_success_timestamp_seconds",
+            gauge,
+            "When the API last accepted a report, UNIX time (0: never).",
+            Some(self.last_success.as_ref().map_or(0, |e| e.at_epoch)),
+        );
+        metric(
+            "last_error_timestamp_seconds",
+            gauge,
+            "When delivery last failed, UNIX time (0: never).",
+            Some(self.last_error.as_ref().map_or(0, |e| e.at_epoch)),
+        );
+        metric(
+            "reports_sent_total",
+            counter,
+            "Reports the API accepted.",
+            Some(self.sent),
+        );
+        metric(
+            "reports_rejected_total",
+            counter,
+            "Reports the API refused for good (400/422).",
+            Some(self.rejected),
+        );
+        metric(
+            "reports_dropped_total",
+            counter,
+            "Spooled reports dropped by spool_max or spool_max_age.",
+            Some(self.dropped),
+        );
+        metric(
+            "reports_set_aside_total",
+            counter,
+            "Spooled reports set aside (unreadable, or failing alone).",
+            Some(self.set_aside_total),
+        );
+        metric(
+            "suspect_reports",
+            gauge,
+            "Waiting reports the API fails on alone, retried apart.",
+            Some(self.suspects as u64),
+        );
+        if let Some(quota) = self.quota.as_ref().filter(|q| !q.stale) {
+            metric(
+                "quota_limit",
+                gauge,
+                "Daily report quota, from the last answer.",
+                quota.limit,
+            );
+            metric(
+                "quota_remaining",
+                gauge,
+                "Reports the daily quota still allows.",
+                quota.remaining,
+            );
+            metric(
+                "quota_reset_timestamp_seconds",
+                gauge,
+                "When the daily quota resets, UNIX time.",
+                quota.reset_epoch,
+            );
+        }
+        out
     }
 }
 
@@ -237,6 +349,79 @@ impl fmt::Display for KeyView {
     }
 }
 
+/// What `check` shows about one address.
+#[derive(Debug, Serialize)]
+pub struct CheckView {
+    pub ip: String,
+    pub confidence: Option<i64>,
+    pub total_reports: Option<i64>,
+    pub last_reported_at: Option<serde_json::Value>,
+    pub is_tor: Option<serde_json::Value>,
+    pub is_whitelisted: Option<serde_json::Value>,
+    /// The rest of a verbose answer, as the API gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl CheckView {
+    pub fn new(ip: std::net::IpAddr, info: CheckInfo, verbose: bool) -> Self {
+        let mut details = info.details;
+        details.remove("ipAddress");
+        Self {
+            ip: ip.to_string(),
+            confidence: info.abuse_confidence_percentage,
+            total_reports: info.total_reports,
+            last_reported_at: info.last_reported_at.filter(|v| !v.is_null()),
+            is_tor: info.is_tor,
+            is_whitelisted: info.is_whitelisted,
+            details: (verbose && !details.is_empty()).then_some(details),
+        }
+    }
+}
+
+/// A JSON value for people: text as is, `true`/`false` as yes/no, others compact.
+fn plain(value: Option<&serde_json::Value>) -> String {
+    match value {
+        None | Some(serde_json::Value::Null) => "-".to_string(),
+        Some(serde_json::Value::String(text)) => text.clone(),
+        Some(serde_json::Value::Bool(yes)) => if *yes { "yes" } else { "no" }.to_string(),
+        Some(serde_json::Value::Number(n)) if n.as_u64() == Some(1) => "yes".to_string(),
+        Some(serde_json::Value::Number(n)) if n.as_u64() == Some(0) => "no".to_string(),
+        Some(other) => other.to_string(),
+    }
+}
+
+impl fmt::Display for CheckView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let number = |n: Option<i64>| n.map_or("-".to_string(), |n| n.to_string());
+        writeln!(f, "ip:          {}", self.ip)?;
+        let confidence = self.confidence.map_or("-".to_string(), |c| format!("{c}%"));
+        writeln!(f, "confidence:  {confidence}")?;
+        writeln!(f, "reports:     {}", number(self.total_reports))?;
+        writeln!(f, "last report: {}", plain(self.last_reported_at.as_ref()))?;
+        writeln!(f, "tor:         {}", plain(self.is_tor.as_ref()))?;
+        write!(f, "whitelisted: {}", plain(self.is_whitelisted.as_ref()))?;
+        for (key, value) in self.details.iter().flatten() {
+            let mut text = plain(Some(value));
+            if text.chars().count() > 200 {
+                text = text.chars().take(200).collect::<String>() + "…";
+            }
+            let text: String = text
+                .chars()
+                .map(|c| {
+                    if crate::validate::is_unsafe_char(c) {
+                        ' '
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            write!(f, "\n{key}: {text}")?;
+        }
+        Ok(())
+    }
+}
+
 /// `12 used of 50 today, 38 remaining, resets 2026-12-01T00:00:00+00:00`
 fn report_usage(limits: &Limits) -> String {
     let used = limits
@@ -326,8 +511,11 @@ mod tests {
             sender_running: false,
             last_success: state.last_success.as_ref().map(EventView::from),
             last_error: state.last_error.as_ref().map(EventView::from),
+            sent: 120,
+            rejected: 2,
             dropped: state.dropped,
             set_aside: 1,
+            set_aside_total: 1,
             stale_temps_removed: state.stale_temps_removed,
             suspects: 1,
             cooldown_entries: 3,

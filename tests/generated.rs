@@ -79,7 +79,11 @@ fn man_page() -> Vec<u8> {
         "ENVIRONMENT",
         ".TP\nREPORTEDIP_CONFIG\nConfiguration file, as \\fB\\-\\-config\\fR.\n.TP\n\
          REPORTEDIP_API_KEY\nOverrides api_key for one\\-off shell use. There is no option that \
-         takes the key.\n.TP\nREPORTEDIP_SYSLOG_SOCKET\nSyslog socket instead of /dev/log.",
+         takes the key.\n.TP\nREPORTEDIP_SYSLOG_SOCKET\nSyslog socket instead of /dev/log.\n.TP\n\
+         REPORTEDIP_RUNTIME_DIR\nWhere the backoff is kept while state_dir cannot be written \
+         (default /run/reportedip\\-report).\n.TP\nSSL_CERT_FILE, SSL_CERT_DIR\nCA certificates \
+         to trust instead of the system bundle; ca_file in the config adds to them.\n.TP\n\
+         HTTPS_PROXY\nA proxy for the API, reached with CONNECT; the key travels inside TLS.",
     );
     section(
         &mut roff,
@@ -89,7 +93,10 @@ fn man_page() -> Vec<u8> {
          .RE\n.PP\nWhat the fail2ban action runs:\n.PP\n.RS\n\
          reportedip\\-report report \\-\\-queue \\-\\-categories \"\" \\-\\-jail sshd \\-\\-failures 5 \
          \\-\\- 45.155.205.233\n.RE\n.PP\nCheck the key, then the spool:\n.PP\n.RS\n\
-         reportedip\\-report verify\\-key\n.br\nreportedip\\-report status\n.RE",
+         reportedip\\-report verify\\-key\n.br\nreportedip\\-report status\n.RE\n.PP\n\
+         Look an address up, and write metrics for node_exporter:\n.PP\n.RS\n\
+         reportedip\\-report check \\-\\- 45.155.205.233\n.br\n\
+         reportedip\\-report status \\-\\-prometheus > reportedip.prom.tmp\n.RE",
     );
     out.extend_from_slice(roff.as_bytes());
     man.render_version_section(&mut out).unwrap();

@@ -19,6 +19,9 @@ _reportedip__report() {
             reportedip__report,categories)
                 cmd="reportedip__report__subcmd__categories"
                 ;;
+            reportedip__report,check)
+                cmd="reportedip__report__subcmd__check"
+                ;;
             reportedip__report,flush)
                 cmd="reportedip__report__subcmd__flush"
                 ;;
@@ -39,6 +42,9 @@ _reportedip__report() {
                 ;;
             reportedip__report__subcmd__help,categories)
                 cmd="reportedip__report__subcmd__help__subcmd__categories"
+                ;;
+            reportedip__report__subcmd__help,check)
+                cmd="reportedip__report__subcmd__help__subcmd__check"
                 ;;
             reportedip__report__subcmd__help,flush)
                 cmd="reportedip__report__subcmd__help__subcmd__flush"
@@ -65,7 +71,7 @@ _reportedip__report() {
 
     case "${cmd}" in
         reportedip__report)
-            opts="-c -h -V --config --help --version report verify-key flush status categories send-spool help"
+            opts="-c -h -V --config --help --version report verify-key flush status check categories send-spool help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -88,6 +94,28 @@ _reportedip__report() {
             ;;
         reportedip__subcmd__report__subcmd__categories)
             opts="-c -h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__check)
+            opts="-c -h --verbose --json --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -131,7 +159,7 @@ _reportedip__report() {
             return 0
             ;;
         reportedip__subcmd__report__subcmd__help)
-            opts="report verify-key flush status categories send-spool help"
+            opts="report verify-key flush status check categories send-spool help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -145,6 +173,20 @@ _reportedip__report() {
             return 0
             ;;
         reportedip__subcmd__report__subcmd__help__subcmd__categories)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__help__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -303,7 +345,7 @@ _reportedip__report() {
             return 0
             ;;
         reportedip__subcmd__report__subcmd__status)
-            opts="-c -h --json --config --help"
+            opts="-c -h --json --prometheus --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

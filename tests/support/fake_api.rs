@@ -52,6 +52,17 @@ impl Request {
     pub fn field(&self, name: &str) -> String {
         self.form().remove(name).unwrap_or_default()
     }
+
+    /// A query parameter of the path, decoded.
+    pub fn query(&self, name: &str) -> String {
+        let query = self.path.split_once('?').map_or("", |(_, q)| q);
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| percent_decode(k) == name)
+            .map(|(_, v)| percent_decode(v))
+            .unwrap_or_default()
+    }
 }
 
 pub fn percent_decode(text: &str) -> String {
@@ -139,6 +150,23 @@ impl Reply {
         )
     }
 
+    /// The confirmed `/check` shape; verbose adds recent reports.
+    pub fn check_info(ip: &str, verbose: bool) -> Self {
+        let reports = if verbose {
+            r#","reports":[{"reportedAt":"2026-11-30T07:55:02+00:00","categories":[18,22],"comment":"fail2ban sshd"}]"#
+        } else {
+            ""
+        };
+        Reply::json(
+            200,
+            &format!(
+                r#"{{"meta":{{"success":true,"code":200,"message":"OK"}},"data":{{"ipAddress":"{ip}","abuseConfidencePercentage":39,"totalReports":12,"lastReportedAt":"2026-11-30T07:55:02+00:00","isTor":false,"isWhitelisted":false{reports}}}}}"#
+            ),
+        )
+        .with_header("X-RateLimit-Limit", "1000")
+        .with_header("X-RateLimit-Remaining", "999")
+    }
+
     pub fn with_status(mut self, new: u16) -> Self {
         if let Reply::Http { status, .. } = &mut self {
             *status = new;
@@ -166,6 +194,9 @@ pub fn documented_api(request: &Request, index: usize) -> Reply {
             Reply::success(4_316_026 + index, &request.field("ip"))
         }
         ("GET", p) if p == format!("{API_PATH}/verify-key") => Reply::key_info(),
+        ("GET", p) if p.starts_with(&format!("{API_PATH}/check?")) => {
+            Reply::check_info(&request.query("ip"), request.query("verbose") == "true")
+        }
         _ => Reply::wp_error(404, "rest_no_route", "No route was found"),
     }
 }
