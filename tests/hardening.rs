@@ -33,6 +33,19 @@ fn chown(path: &std::path::Path, uid: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
 }
 
+/// `report --queue --strict` of the test address.
+fn queue_strict(env: &TestEnv) -> support::Run {
+    env.run(&[
+        "report",
+        "--queue",
+        "--strict",
+        "--categories",
+        "18",
+        "--",
+        IP,
+    ])
+}
+
 /// The config with `state_dir` replaced.
 fn with_state_dir(env: &TestEnv, dir: &std::path::Path) {
     let text = fs::read_to_string(env.config_path()).unwrap().replace(
@@ -81,15 +94,7 @@ fn a_key_misplaced_in_the_shipped_config_is_never_shown() {
 /// the path and the fix, and nothing is written there.
 fn assert_state_dir_refused(env: &TestEnv, dir: &std::path::Path, why: &str) {
     with_state_dir(env, dir);
-    let run = env.run(&[
-        "report",
-        "--queue",
-        "--strict",
-        "--categories",
-        "18",
-        "--",
-        IP,
-    ]);
+    let run = queue_strict(env);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("is not safe to use"), "{}", run.stderr);
     assert!(run.stderr.contains(why), "wanted {why:?} in {}", run.stderr);
@@ -150,15 +155,7 @@ fn planted_links_in_state_dir_are_never_followed() {
     let target = env.dir.path().join("victim");
     std::os::unix::fs::symlink(&target, env.state_dir().join("state.lock")).unwrap();
     std::os::unix::fs::symlink(&target, env.state_dir().join("sender.lock")).unwrap();
-    let run = env.run(&[
-        "report",
-        "--queue",
-        "--strict",
-        "--categories",
-        "18",
-        "--",
-        IP,
-    ]);
+    let run = queue_strict(&env);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
     assert!(
@@ -182,15 +179,7 @@ fn a_queued_report_lands_while_another_process_holds_the_state_lock() {
         .unwrap();
     lock.lock().unwrap();
     env.set_backoff_until(epoch_now() + 3600);
-    let run = env.run(&[
-        "report",
-        "--queue",
-        "--strict",
-        "--categories",
-        "18",
-        "--",
-        IP,
-    ]);
+    let run = queue_strict(&env);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.elapsed < Duration::from_secs(8), "{:?}", run.elapsed);
     assert!(
@@ -215,7 +204,7 @@ fn assert_entry_handled(tag: &str, plant: impl Fn(&std::path::Path)) {
     let now_ns = u128::from(epoch_now()) * 1_000_000_000;
     plant(&env.spool_dir().join(format!("{now_ns:020}-1-0.json")));
     env.set_backoff_until(epoch_now() + 3600);
-    env.run(&["report", "--queue", "--categories", "18", "--", IP]);
+    env.queue(IP);
     env.end_backoff();
     let started = Instant::now();
     let flush = env.run(&["flush"]);
@@ -259,7 +248,7 @@ fn an_entry_that_cannot_be_set_aside_is_not_retried_in_a_loop() {
     let entry = env.spool_dir().join("00000000000000000001-1-0.json");
     fs::create_dir(&entry).unwrap();
     env.set_backoff_until(epoch_now() + 3600);
-    env.run(&["report", "--queue", "--categories", "18", "--", IP]);
+    env.queue(IP);
     env.end_backoff();
     let flush = env.run(&["flush"]);
     assert_eq!(flush.code, 0, "{}{}", flush.stdout, flush.stderr);
@@ -277,15 +266,8 @@ fn a_deleted_sender_lock_does_not_let_a_second_sender_run() {
     // The fake hangs for the whole 2 s timeout of the test config.
     let env = TestEnv::answering("sender-lock", Reply::Hang);
     env.set_backoff_until(epoch_now() + 3600);
-    env.run(&["report", "--queue", "--categories", "18", "--", IP]);
-    env.run(&[
-        "report",
-        "--queue",
-        "--categories",
-        "18",
-        "--",
-        "45.155.205.234",
-    ]);
+    env.queue(IP);
+    env.queue("45.155.205.234");
     env.end_backoff();
     // The first sender hangs on the API while holding the sender lock.
     let first = std::thread::spawn({
@@ -381,7 +363,7 @@ fn poisoned_api(poison: &'static str) -> support::FakeApi {
 fn queue_during_backoff(env: &TestEnv, ips: &[&str]) {
     env.set_backoff_until(epoch_now() + 3600);
     for ip in ips {
-        let run = env.run(&["report", "--queue", "--categories", "18", "--", ip]);
+        let run = env.queue(ip);
         assert_eq!(run.code, 0, "{}", run.stderr);
     }
     env.end_backoff();
@@ -552,19 +534,12 @@ fn a_backoff_stamped_while_the_clock_was_ahead_is_clamped_once() {
         &env,
         &serde_json::json!({"backoff_until": now + 30 * 86_400, "backoff_reason": "HTTP 503"}),
     );
-    let run = env.run(&["report", "--queue", "--categories", "18", "--", IP]);
+    let run = env.queue(IP);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stderr.matches("clamped").count(), 1, "{}", run.stderr);
     let until = env.status()["backoff"]["until_epoch"].as_u64().unwrap();
     assert!(until <= epoch_now() + 3600, "{until} vs {now}");
-    let again = env.run(&[
-        "report",
-        "--queue",
-        "--categories",
-        "18",
-        "--",
-        "45.155.205.234",
-    ]);
+    let again = env.queue("45.155.205.234");
     assert!(
         !again.stderr.contains("clamped"),
         "logged once: {}",
@@ -655,24 +630,10 @@ fn assert_bounded_without_state(tag: &str, break_it: impl Fn(&Mount)) {
     fs::create_dir_all(state_dir.join("spool")).unwrap();
     fs::set_permissions(&state_dir, fs::Permissions::from_mode(0o700)).unwrap();
     break_it(&mount);
-    let first = env.run(&[
-        "report",
-        "--queue",
-        "--categories",
-        "18",
-        "--",
-        "45.155.205.1",
-    ]);
+    let first = env.queue("45.155.205.1");
     assert_eq!(first.code, 0, "{}", first.stderr);
     for n in 2..=6 {
-        let run = env.run(&[
-            "report",
-            "--queue",
-            "--categories",
-            "18",
-            "--",
-            &format!("45.155.205.{n}"),
-        ]);
+        let run = env.queue(&format!("45.155.205.{n}"));
         assert_eq!(run.code, 0, "{}", run.stderr);
         assert!(
             run.elapsed < Duration::from_secs(1),

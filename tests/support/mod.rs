@@ -145,6 +145,11 @@ impl TestEnv {
         run_command(self.command(args))
     }
 
+    /// `report --queue --categories 18 -- IP`: a ban as the shipped action reports it.
+    pub fn queue(&self, ip: &str) -> Run {
+        self.run(&["report", "--queue", "--categories", "18", "--", ip])
+    }
+
     /// Reports waiting in the spool.
     pub fn spooled(&self) -> usize {
         fs::read_dir(self.spool_dir()).map_or(0, |d| {
