@@ -711,3 +711,46 @@ fn a_huge_or_misplaced_state_file_is_bounded_and_said() {
         assert_eq!(env.api.accepted_reports().len(), 1, "{tag}");
     }
 }
+
+#[test]
+fn killing_the_sender_mid_burst_duplicates_at_most_one_report_per_kill() {
+    // Each answer takes 100 ms, so a kill lands while a report is in flight.
+    let api = support::FakeApi::start_with(|req, index| {
+        std::thread::sleep(Duration::from_millis(100));
+        support::fake_api::documented_api(req, index)
+    });
+    let env = TestEnv::with_api("kill-sender", api);
+    env.set_backoff_until(epoch_now() + 3600);
+    let ips: Vec<String> = (1..=12).map(|n| format!("45.155.205.{n}")).collect();
+    for ip in &ips {
+        assert_eq!(env.queue(ip).code, 0);
+    }
+    env.end_backoff();
+    let kills = 3;
+    for round in 1..=kills {
+        let mut cmd = env.command(&["send-spool"]);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut sender = cmd.spawn().unwrap();
+        let seen = env.api.request_count();
+        assert!(
+            env.api
+                .wait_until(Duration::from_secs(10), |reqs| reqs.len() > seen + 1),
+            "round {round}: the sender sent nothing"
+        );
+        sender.kill().unwrap();
+        sender.wait().unwrap();
+    }
+    let flush = env.run(&["flush"]);
+    assert_eq!(flush.code, 0, "{}", flush.stdout);
+    let mut per_ip = std::collections::HashMap::new();
+    for req in env.api.accepted_reports() {
+        *per_ip.entry(req.field("ip")).or_insert(0) += 1;
+    }
+    assert_eq!(per_ip.len(), ips.len(), "every report arrived");
+    let duplicates: usize = per_ip.values().map(|n| n - 1).sum();
+    assert!(
+        duplicates <= kills,
+        "{duplicates} duplicates for {kills} kills"
+    );
+}
