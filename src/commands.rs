@@ -34,17 +34,28 @@ fn client(config: &Config) -> Result<Client, ConfigError> {
     Ok(Client::new(config, key))
 }
 
+/// An error as the command's output form has it: a JSON object on stdout, or a line on
+/// stderr; returns `code`.
+fn error_out(json: bool, message: &str, code: u8) -> u8 {
+    if json {
+        out(&json!({ "error": message, "exit_code": code }).to_string());
+        code
+    } else {
+        fail(message, code)
+    }
+}
+
+/// The config and a client for its API.
+fn with_client(config: Result<Config, ConfigError>) -> Result<(Config, Client), ConfigError> {
+    let config = config?;
+    let client = client(&config)?;
+    Ok((config, client))
+}
+
 pub fn verify_key(config: Result<Config, ConfigError>, json: bool, clock: Clock) -> u8 {
-    let report_error = |message: String, code: u8| {
-        if json {
-            out(&json!({ "error": message, "exit_code": code }).to_string());
-            code
-        } else {
-            fail(&message, code)
-        }
-    };
-    let (config, client) = match config.and_then(|config| Ok((client(&config)?, config))) {
-        Ok((client, config)) => (config, client),
+    let report_error = |message: String, code: u8| error_out(json, &message, code);
+    let (config, client) = match with_client(config) {
+        Ok(both) => both,
         Err(err) => return report_error(err.to_string(), exit::CONFIG),
     };
     let key = match client.verify_key(clock()) {
@@ -221,16 +232,9 @@ fn write_metrics(config: &Config, file: &std::path::Path, now: u64) {
 /// `check`: the IP's standing at ReportedIP. Addresses `report` would refuse are refused
 /// here without spending a check, and a backoff window keeps it off the network.
 pub fn check(config: Result<Config, ConfigError>, args: &CheckArgs, clock: Clock) -> u8 {
-    let report_error = |message: String, code: u8| {
-        if args.json {
-            out(&json!({ "error": message, "exit_code": code }).to_string());
-            code
-        } else {
-            fail(&message, code)
-        }
-    };
-    let (config, client) = match config.and_then(|config| Ok((client(&config)?, config))) {
-        Ok((client, config)) => (config, client),
+    let report_error = |message: String, code: u8| error_out(args.json, &message, code);
+    let (config, client) = match with_client(config) {
+        Ok(both) => both,
         Err(err) => return report_error(err.to_string(), exit::CONFIG),
     };
     let ip = match parse_ip(&args.ip) {
