@@ -302,8 +302,8 @@ impl Sender<'_> {
         }
     }
 
-    /// A transient failure that the next report did not share: the API is down. The backoff
-    /// starts, and the drain stops.
+    /// Two transient failures in a row, or one with no report after it to tell: the API is
+    /// down. The backoff starts, and the drain stops.
     fn outage(&self, failed: Box<Pending>) -> Stop {
         if let Ok(mut locked) = self.lock() {
             locked
