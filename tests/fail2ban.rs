@@ -362,7 +362,7 @@ fn restored_bans_are_not_reported_again() {
     let out = f2b.client(&["set", "sshd", "banip", "45.155.205.51"]);
     assert!(out.status.success());
     assert!(f2b.wait_for_reports(2));
-    let ips: Vec<String> = f2b.api.requests().iter().map(|r| r.field("ip")).collect();
+    let ips = f2b.api.fields("ip");
     assert_eq!(
         ips,
         ["45.155.205.50", "45.155.205.51"],
@@ -434,7 +434,7 @@ fn hostile_user_names_never_become_options_or_commands() {
         "got {:?}",
         f2b.api.requests().len()
     );
-    let mut reported: Vec<String> = f2b.api.requests().iter().map(|r| r.field("ip")).collect();
+    let mut reported = f2b.api.fields("ip");
     reported.sort();
     assert_eq!(reported, ips);
     for req in f2b.api.requests() {

@@ -61,12 +61,7 @@ fn the_same_ip_is_reported_again_only_for_new_categories_within_24_hours() {
     );
     // recidive adds category 15: worth a report of its own.
     run(&env, &["report", "--jail", "recidive", "--", IP]);
-    let sent: Vec<String> = env
-        .api
-        .requests()
-        .iter()
-        .map(|r| r.field("categories"))
-        .collect();
+    let sent = env.api.fields("categories");
     assert_eq!(sent, ["18,22", "15,18"]);
     let again = run(&env, &["report", "--categories", "15,22", "--", IP]);
     assert!(
@@ -223,7 +218,7 @@ fn newest_first_when_more_wait_than_the_quota_allows() {
     env.end_backoff();
     let flush = env.run(&["flush"]);
     assert_eq!(flush.code, 1, "stopped by the quota: {}", flush.stdout);
-    let sent: Vec<String> = env.api.requests().iter().map(|r| r.field("ip")).collect();
+    let sent = env.api.fields("ip");
     assert_eq!(sent, ["45.155.205.5", "45.155.205.4"], "newest first");
     assert_eq!(env.spooled(), 3);
 }

@@ -68,12 +68,7 @@ fn recent_categories_refused_by_an_older_deployment_are_dropped_once() {
     let env = TestEnv::with_api("recentcats", api);
     let run = report(&env, &["--categories", "18,59,22,63", "--", IP]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let sent: Vec<String> = env
-        .api
-        .requests()
-        .iter()
-        .map(|r| r.field("categories"))
-        .collect();
+    let sent = env.api.fields("categories");
     assert_eq!(sent, ["18,59,22,63", "18,22"]);
     assert!(
         run.stderr

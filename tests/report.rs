@@ -126,12 +126,7 @@ fn categories_come_from_config_jail_table_then_default() {
             "45.155.205.4",
         ],
     );
-    let got: Vec<String> = env
-        .api
-        .requests()
-        .iter()
-        .map(|r| r.field("categories"))
-        .collect();
+    let got = env.api.fields("categories");
     assert_eq!(got, ["18,21", "22", "15,18", "15"]);
 }
 

@@ -305,6 +305,11 @@ impl FakeApi {
             .collect()
     }
 
+    /// One form field of every request, in arrival order.
+    pub fn fields(&self, name: &str) -> Vec<String> {
+        self.requests().iter().map(|r| r.field(name)).collect()
+    }
+
     pub fn request_count(&self) -> usize {
         self.inner.requests.lock().unwrap().len()
     }
