@@ -51,6 +51,22 @@ median_ms() { # hyperfine json -> median of command N, in ms
   python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][int(sys.argv[2])]; print("%.2f" % (r["median"]*1000))' "$1" "$2"
 }
 now_ns() { date +%s%N; }
+burst() { # fake: 1000 bans queued one after another; ms until the fake has them all
+  local cfg t0 n
+  cfg=$(config "$1" "$1")
+  t0=$(now_ns)
+  for n in $(seq 1000); do
+    "$BIN" -c "$cfg" report --queue --categories 18 -- "45.155.$((n / 250)).$((n % 250 + 1))" 2>/dev/null
+  done
+  while [ "$(cat "$W/$1.count" 2>/dev/null || echo 0)" -lt 1000 ]; do sleep 0.01; done
+  echo $(( ($(now_ns) - t0) / 1000000 ))
+}
+curl_runs() { # command: ms for 1000 runs of it
+  local t0 n
+  t0=$(now_ns)
+  for n in $(seq 1000); do bash -c "exec $1"; done
+  echo $(( ($(now_ns) - t0) / 1000000 ))
+}
 
 start_fake up up
 start_fake slow slow
@@ -104,16 +120,8 @@ ours_hundred=$(( ($(now_ns) - t0) / 1000000 ))
 curl_hundred=$(python3 -c "print(round(${curlban[hole]} * 100))")
 
 echo "4/7 burst of 1000 queued reports until the API has them all" >&2
-cfg=$(config burst burst)
-t0=$(now_ns)
-for n in $(seq 1000); do
-  "$BIN" -c "$cfg" report --queue --categories 18 -- "45.155.$((n / 250)).$((n % 250 + 1))" 2>/dev/null
-done
-while [ "$(cat "$W/burst.count" 2>/dev/null || echo 0)" -lt 1000 ]; do sleep 0.01; done
-ours_burst=$(( ($(now_ns) - t0) / 1000000 ))
-t0=$(now_ns)
-for n in $(seq 1000); do bash -c "exec $(curl_line up)"; done
-curl_burst=$(( ($(now_ns) - t0) / 1000000 ))
+ours_burst=$(burst burst)
+curl_burst=$(curl_runs "$(curl_line up)")
 
 echo "5/7 one direct report over HTTPS (same trust store for both)" >&2
 tls=$(config tls tls)
@@ -131,19 +139,8 @@ ours_tls_rss=$(median_file "$W/rss-tls-ours")
 curl_tls_rss=$(median_file "$W/rss-tls-curl")
 
 echo "6/7 burst of 1000 queued reports over HTTPS until the API has them all" >&2
-cfg=$(config tlsburst tlsburst)
-export SSL_CERT_FILE="$W/tlsburst-bundle.pem"
-t0=$(now_ns)
-for n in $(seq 1000); do
-  "$BIN" -c "$cfg" report --queue --categories 18 -- "45.155.$((n / 250)).$((n % 250 + 1))" 2>/dev/null
-done
-while [ "$(cat "$W/tlsburst.count" 2>/dev/null || echo 0)" -lt 1000 ]; do sleep 0.01; done
-ours_tls_burst=$(( ($(now_ns) - t0) / 1000000 ))
-unset SSL_CERT_FILE
-tlsburst_curl=$(curl_line tlsburst "--cacert $W/tlsburst-bundle.pem")
-t0=$(now_ns)
-for n in $(seq 1000); do bash -c "exec $tlsburst_curl"; done
-curl_tls_burst=$(( ($(now_ns) - t0) / 1000000 ))
+ours_tls_burst=$(SSL_CERT_FILE="$W/tlsburst-bundle.pem" burst tlsburst)
+curl_tls_burst=$(curl_runs "$(curl_line tlsburst "--cacert $W/tlsburst-bundle.pem")")
 
 echo "7/9 ban path with 10,000 reports waiting (API in backoff)" >&2
 cfg=$(config deep hole)

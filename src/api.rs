@@ -2,7 +2,6 @@
 //! classification of every answer into what the caller should do with the report.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -223,55 +222,40 @@ impl Client {
         })
     }
 
-    /// GETs `/check` for `ip` (costs one of the day's checks), waiting no longer than
-    /// [`Self::deadline`].
+    /// GETs `/check` for `ip` (costs one of the day's checks).
     pub fn check(&self, ip: IpAddr, verbose: bool, now: u64) -> Result<CheckInfo, Failure> {
-        let client = self.clone();
-        let url = format!("{}/check", self.base);
-        let answer = Arc::new(Mutex::new(None));
-        let slot = Arc::clone(&answer);
-        let delivery = crate::delivery::within(self.deadline(), false, move || {
-            let mut request = client
-                .agent
-                .get(&url)
-                .query("ip", ip.to_string())
-                .header("X-Key", client.key.expose());
-            if verbose {
-                request = request.query("verbose", "true");
-            }
-            let reply = client.read(request.call(), now)?;
-            let receipt = classify(reply.clone(), url.clone())?;
-            if let Ok(mut slot) = slot.lock() {
-                *slot = Some(reply.body);
-            }
-            Ok(receipt)
-        });
-        delivery?;
-        let body = answer
-            .lock()
-            .ok()
-            .and_then(|mut slot| slot.take())
-            .unwrap_or_else(|| Err("no answer".into()));
-        parse_data(&body).map_err(|problem| {
-            Failure::transient(format!(
-                "unreadable answer from {}/check: {problem}",
-                self.base
-            ))
-        })
+        let mut query = vec![("ip", ip.to_string())];
+        if verbose {
+            query.push(("verbose", "true".to_string()));
+        }
+        self.get_data("check", query, now)
     }
 
     /// GETs `/verify-key` (costs no quota).
     pub fn verify_key(&self, now: u64) -> Result<KeyInfo, Failure> {
-        let url = format!("{}/verify-key", self.base);
-        let result = self
-            .agent
-            .get(&url)
-            .header("X-Key", self.key.expose())
-            .call();
-        let reply = self.read(result, now)?;
-        classify(reply.clone(), url.clone())?;
-        parse_data(&reply.body).map_err(|problem| {
-            Failure::transient(format!("unreadable answer from {url}: {problem}"))
+        self.get_data("verify-key", Vec::new(), now)
+    }
+
+    /// GETs `<base>/<path>` and reads the `data` of its answer, waiting no longer than
+    /// [`Self::deadline`].
+    fn get_data<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        query: Vec<(&'static str, String)>,
+        now: u64,
+    ) -> Result<T, Failure> {
+        let client = self.clone();
+        let url = format!("{}/{path}", self.base);
+        crate::delivery::within(self.deadline(), false, move || {
+            let mut request = client.agent.get(&url).header("X-Key", client.key.expose());
+            for (name, value) in query {
+                request = request.query(name, value);
+            }
+            let reply = client.read(request.call(), now)?;
+            classify(reply.clone(), url.clone())?;
+            parse_data(&reply.body).map_err(|problem| {
+                Failure::transient(format!("unreadable answer from {url}: {problem}"))
+            })
         })
     }
 

@@ -279,11 +279,11 @@ pub fn sent_line(report: &Report, receipt: &Receipt) -> String {
 /// transient failure. With `interruptible`, SIGTERM, SIGHUP and SIGINT end the wait the
 /// same way, so that the report is kept instead of lost with the process. The abandoned
 /// thread ends with the process.
-pub fn within(
+pub fn within<T: Send + 'static>(
     limit: Duration,
     interruptible: bool,
-    request: impl FnOnce() -> Delivery + Send + 'static,
-) -> Delivery {
+    request: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
     let (tx, rx) = mpsc::sync_channel(2);
     let signals = if interruptible {
         watch_signals(tx.clone())
@@ -295,7 +295,7 @@ pub fn within(
         .spawn(move || {
             let _ = tx.send(request());
         });
-    let delivery = match spawned {
+    let answer = match spawned {
         Err(err) => Err(Failure::transient(format!(
             "cannot start the request ({err})"
         ))),
@@ -309,11 +309,13 @@ pub fn within(
     if let Some(signals) = signals {
         signals.close();
     }
-    delivery
+    answer
 }
 
 /// Turns the first of SIGTERM, SIGHUP or SIGINT into an interrupted delivery on `tx`.
-fn watch_signals(tx: mpsc::SyncSender<Delivery>) -> Option<signal_hook::iterator::Handle> {
+fn watch_signals<T: Send + 'static>(
+    tx: mpsc::SyncSender<Result<T, Failure>>,
+) -> Option<signal_hook::iterator::Handle> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT]).ok()?;
     let handle = signals.handle();

@@ -41,7 +41,13 @@ pub fn untrusted_dir(dir: &Path) -> Option<String> {
             own.mode() & 0o7777
         ));
     }
-    for path in dir.ancestors() {
+    untrusted_parents(dir)
+}
+
+/// Why `path` or one of its parents would let another user replace what lies below it, if
+/// so: each must be a directory owned by root or us, writable by no one else unless sticky.
+pub fn untrusted_parents(path: &Path) -> Option<String> {
+    for path in path.ancestors() {
         let meta = match fs::metadata(path) {
             Ok(meta) => meta,
             Err(err) => return Some(format!("{}: {err}", path.display())),
@@ -57,7 +63,7 @@ pub fn untrusted_dir(dir: &Path) -> Option<String> {
             ));
         }
         let sticky = meta.mode() & 0o1000 != 0;
-        if meta.mode() & 0o022 != 0 && !(sticky && path != dir) {
+        if meta.mode() & 0o022 != 0 && !sticky {
             return Some(format!(
                 "{} is mode {:04o}, writable by other users",
                 path.display(),

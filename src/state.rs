@@ -351,16 +351,23 @@ impl StateDir {
             path: root.to_path_buf(),
             source,
         };
-        let check = |dir: &Path| match fsio::untrusted_dir(dir) {
-            Some(why) => Err(StateError::Untrusted {
-                path: root.to_path_buf(),
-                why,
-            }),
-            None => Ok(()),
+        let refuse = |why| StateError::Untrusted {
+            path: root.to_path_buf(),
+            why,
         };
-        // Checked before anything is created in it, and again after.
-        if fs::symlink_metadata(root).is_ok() {
-            check(root)?;
+        let check = |dir: &Path| fsio::untrusted_dir(dir).map_or(Ok(()), |why| Err(refuse(why)));
+        // Checked before anything is created: the directory itself, or where it would go.
+        match root
+            .ancestors()
+            .find(|dir| fs::symlink_metadata(dir).is_ok())
+        {
+            Some(existing) if existing == root => check(root)?,
+            Some(parent) => {
+                if let Some(why) = fsio::untrusted_parents(parent) {
+                    return Err(refuse(why));
+                }
+            }
+            None => {}
         }
         DirBuilder::new()
             .recursive(true)
