@@ -24,13 +24,12 @@ use std::sync::{Arc, Mutex};
 
 use fake_api::{FakeApi, Reply, Request, documented_api};
 use reportedip_report::api::Client;
-use reportedip_report::cli::ReportArgs;
 use reportedip_report::config;
 use reportedip_report::log::Logger;
 use reportedip_report::outcome::Status;
 use reportedip_report::pipeline::{self, Runtime};
 use reportedip_report::sender::Sender;
-use reportedip_report::state::StateDir;
+use reportedip_report::store::Store;
 
 /// 2026-12-01T00:00:00Z.
 const DAY_START: u64 = 1_796_083_200;
@@ -48,7 +47,7 @@ fn sim_now() -> u64 {
 }
 
 /// The pipeline's request for a sender: the simulation runs one at once, in-process.
-fn want_sender(_: &StateDir, _: &Path) {
+fn want_sender(_: &Path, _: &Path) {
     SENDER_WANTED.store(true, Ordering::SeqCst);
 }
 
@@ -196,16 +195,15 @@ fn ours(bans: &[Ban], cooldown: u64) -> Tally {
         start_sender: want_sender,
         stderr: false,
     };
-    let state = StateDir::open(&config.state_dir).unwrap();
+    let store = Store::open(&config.state_dir, sim_now()).unwrap();
     let log = Logger::new(false, false);
     let key = config.require_key().unwrap().clone();
     let sender = Sender {
         config: &config,
-        state: &state,
+        store: std::cell::RefCell::new(store),
         log: &log,
         client: Client::new(&config, key),
         clock: sim_now,
-        stuck: Default::default(),
     };
     let mut tally = Tally::default();
     let mut next_flush = DAY_START + FLUSH_EVERY;
@@ -216,18 +214,18 @@ fn ours(bans: &[Ban], cooldown: u64) -> Tally {
             next_flush += FLUSH_EVERY;
         }
         NOW.store(ban.at, Ordering::SeqCst);
-        let args = ReportArgs {
+        let request = pipeline::Request {
             ip: ban.ip.clone(),
-            categories: None,
-            jail: Some("sshd".into()),
-            failures: Some(5),
-            comment: Some(ban.at.to_string()),
+            ban: reportedip_report::report::Ban {
+                jail: Some("sshd".into()),
+                failures: Some(5),
+                comment: Some(ban.at.to_string()),
+                ..Default::default()
+            },
             queue: true,
             dry_run: false,
-            strict: false,
-            json: false,
         };
-        let outcome = pipeline::run(Ok(config.clone()), &args, runtime);
+        let outcome = pipeline::run(Ok(config.clone()), &request, runtime);
         if outcome.status == Status::NotDelivered {
             tally.lost += 1;
         }
@@ -243,9 +241,13 @@ fn ours(bans: &[Ban], cooldown: u64) -> Tally {
     let answers = answers.lock().unwrap().clone();
     tally.refused_429 = answers.iter().filter(|a| a.status == 429).count();
     tally.accepted = answers.into_iter().filter(|a| a.status == 200).collect();
-    let status = state.peek();
+    let (status, waiting) = sender
+        .store
+        .borrow_mut()
+        .read(|tx| Ok((tx.state()?, tx.spool_len()?)))
+        .unwrap();
     tally.lost += status.dropped + status.set_aside;
-    tally.waiting = state.spool().len();
+    tally.waiting = waiting as usize;
     tally
 }
 

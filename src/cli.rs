@@ -17,7 +17,7 @@ use crate::config::DEFAULT_CONFIG_PATH;
         unless --strict is given, so a failed report never blocks a ban; reports that cannot be \
         delivered now are kept in a spool and sent later.",
     after_help = "Exit status: 0 done or skipped, 1 kept for retry, 2 invalid input, \
-        3 rejected by the API, 4 key rejected, 5 configuration error."
+        3 rejected by the API, 4 key rejected, 5 configuration error, 7 state unreadable."
 )]
 pub struct Cli {
     /// Configuration file
@@ -63,6 +63,21 @@ pub enum Command {
     /// Deliver the spool in the background (started by `report`)
     #[command(hide = true)]
     SendSpool,
+    /// Import 0.1's state files into the state database (run by the package on upgrade)
+    #[command(hide = true)]
+    UpgradeState,
+}
+
+impl Cli {
+    /// Whether the command's output is JSON, so that an error is printed as JSON too.
+    pub fn wants_json(&self) -> bool {
+        match &self.command {
+            Command::VerifyKey { json } | Command::Status { json, .. } => *json,
+            Command::Check(args) => args.json,
+            Command::Report(args) => args.json,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

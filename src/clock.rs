@@ -11,8 +11,13 @@ pub fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `2026-11-30T07:33:03Z`
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
+const LAST_WRITABLE: u64 = 253_402_300_799;
+
+/// `2026-11-30T07:33:03Z`. A time past year 9999 (from a server, or a damaged store) is shown
+/// as the last second of 9999 instead of ending the run.
 pub fn format_utc(epoch: u64) -> String {
+    let epoch = epoch.min(LAST_WRITABLE);
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(epoch)).to_string()
 }
 
@@ -76,6 +81,13 @@ pub fn parse_http_date(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_times_are_shown_not_fatal() {
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc(253_402_300_800), "9999-12-31T23:59:59Z");
+        assert_eq!(format_utc(u64::MAX), "9999-12-31T23:59:59Z");
+    }
 
     #[test]
     fn formats_known_instants() {

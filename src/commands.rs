@@ -3,19 +3,20 @@
 
 use std::io::{IsTerminal, Write};
 
-use serde_json::json;
-
 use crate::api::Client;
 use crate::categories::{CATEGORIES, JAIL_CATEGORIES};
 use crate::cli::CheckArgs;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::delivery::Failure;
+use crate::error::Error;
+use crate::fallback::Fallback;
 use crate::log::Logger;
 use crate::outcome::{Status, exit};
 use crate::pipeline::policy_skip;
 use crate::sender::{Sender, Summary};
-use crate::state::{Fallback, StateDir};
+use crate::state::State;
+use crate::store::Store;
 use crate::validate::parse_ip;
 use crate::views::{BackoffView, CheckView, EventView, KeyView, QuotaView, StatusView};
 
@@ -24,47 +25,26 @@ fn out(text: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
-fn fail(message: &str, code: u8) -> u8 {
-    let _ = writeln!(std::io::stderr().lock(), "{message}");
-    code
-}
-
-fn client(config: &Config) -> Result<Client, ConfigError> {
-    let key = config.require_key()?.clone();
-    Ok(Client::new(config, key))
-}
-
-/// An error as the command's output form has it: a JSON object on stdout, or a line on
-/// stderr; returns `code`.
-fn error_out(json: bool, message: &str, code: u8) -> u8 {
-    if json {
-        out(&json!({ "error": message, "exit_code": code }).to_string());
-        code
-    } else {
-        fail(message, code)
-    }
-}
-
 /// The config and a client for its API.
-fn with_client(config: Result<Config, ConfigError>) -> Result<(Config, Client), ConfigError> {
+fn with_client(config: Result<Config, ConfigError>) -> Result<(Config, Client), Error> {
     let config = config?;
-    let client = client(&config)?;
+    let key = config.require_key()?.clone();
+    let client = Client::new(&config, key);
     Ok((config, client))
 }
 
-pub fn verify_key(config: Result<Config, ConfigError>, json: bool, clock: Clock) -> u8 {
-    let report_error = |message: String, code: u8| error_out(json, &message, code);
-    let (config, client) = match with_client(config) {
-        Ok(both) => both,
-        Err(err) => return report_error(err.to_string(), exit::CONFIG),
-    };
-    let key = match client.verify_key(clock()) {
-        Ok(key) => key,
-        Err(failure) => {
-            let message = format!("cannot verify the key: {}", failure.reason(&config.path));
-            return report_error(message, failure.status().exit_code());
-        }
-    };
+pub fn verify_key(
+    config: Result<Config, ConfigError>,
+    json: bool,
+    clock: Clock,
+) -> Result<u8, Error> {
+    let (config, client) = with_client(config)?;
+    let key = client
+        .verify_key(clock())
+        .map_err(|failure| Error::Failed {
+            message: format!("cannot verify the key: {}", failure.reason(&config.path)),
+            code: failure.status().exit_code(),
+        })?;
     let problems = KeyView::problems(&key);
     let view = KeyView {
         config: config.path.clone(),
@@ -87,39 +67,40 @@ pub fn verify_key(config: Result<Config, ConfigError>, json: bool, clock: Clock)
     };
     if json {
         out(&serde_json::to_string(&view).unwrap_or_default());
-        return view.exit_code;
+        return Ok(view.exit_code);
     }
     out(&view.to_string());
     for problem in &view.problems {
         let _ = writeln!(std::io::stderr().lock(), "warning: {problem}");
     }
-    view.exit_code
+    Ok(view.exit_code)
 }
 
-/// Runs `job` with a sender for the configured state dir, or says what is missing.
+/// Runs `job` with a sender for the configured state dir.
 fn with_sender(
     config: Result<Config, ConfigError>,
     clock: Clock,
     job: impl FnOnce(&Sender) -> u8,
-) -> Result<u8, String> {
-    let config = config.map_err(|err| err.to_string())?;
-    let client = client(&config).map_err(|err| err.to_string())?;
-    let state = StateDir::open(&config.state_dir).map_err(|err| err.to_string())?;
+) -> Result<u8, Error> {
+    let (config, client) = with_client(config)?;
+    let store = Store::open(&config.state_dir, clock())?;
     // Per-report lines go to syslog only: `flush` shows a bar and the totals, and the
     // background sender's stderr is /dev/null.
     let log = Logger::new(false, config.syslog);
+    for note in &store.notes {
+        log.warn(note);
+    }
     Ok(job(&Sender {
         config: &config,
-        state: &state,
+        store: std::cell::RefCell::new(store),
         log: &log,
         client,
         clock,
-        stuck: Default::default(),
     }))
 }
 
-pub fn flush(config: Result<Config, ConfigError>, clock: Clock) -> u8 {
-    let flushed = with_sender(config, clock, |sender| {
+pub fn flush(config: Result<Config, ConfigError>, clock: Clock) -> Result<u8, Error> {
+    with_sender(config, clock, |sender| {
         let summary = if std::io::stderr().is_terminal() {
             let summary = sender.flush(&mut progress_bar);
             let _ = write!(std::io::stderr(), "\r{:60}\r", "");
@@ -132,13 +113,12 @@ pub fn flush(config: Result<Config, ConfigError>, clock: Clock) -> u8 {
             write_metrics(sender.config, file, clock());
         }
         summary.status.map_or(exit::OK, Status::exit_code)
-    });
-    flushed.unwrap_or_else(|err| fail(&err, exit::CONFIG))
+    })
 }
 
-fn progress_bar(done: u64, remaining: usize) {
+fn progress_bar(done: u64, remaining: u64) {
     const WIDTH: u64 = 30;
-    let total = done + remaining as u64;
+    let total = done + remaining;
     let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
     let bar = format!(
         "{}{}",
@@ -160,12 +140,11 @@ fn flush_line(summary: &Summary) -> String {
 }
 
 /// The detached sender; its outcomes go to syslog and the state file.
-pub fn send_spool(config: Result<Config, ConfigError>, clock: Clock) -> u8 {
-    let sent = with_sender(config, clock, |sender| {
+pub fn send_spool(config: Result<Config, ConfigError>, clock: Clock) -> Result<u8, Error> {
+    with_sender(config, clock, |sender| {
         sender.run_background();
         exit::OK
-    });
-    sent.unwrap_or(exit::CONFIG)
+    })
 }
 
 /// How `status` shows itself.
@@ -177,49 +156,98 @@ pub enum StatusFormat {
     Prometheus,
 }
 
-pub fn status(config: Result<Config, ConfigError>, format: StatusFormat, clock: Clock) -> u8 {
-    let config = match config {
-        Ok(config) => config,
-        Err(err) => return fail(&err.to_string(), exit::CONFIG),
+/// `status`: a state it cannot read is an error (exit 7), except for `--prometheus`, which
+/// prints a full set with `reportedip_state_readable 0`, so that a textfile pipeline updates
+/// and the alert fires instead of seeing a healthy zero.
+pub fn status(
+    config: Result<Config, ConfigError>,
+    format: StatusFormat,
+    clock: Clock,
+) -> Result<u8, Error> {
+    let config = config?;
+    let view = match status_view(&config, clock()) {
+        Ok(view) => view,
+        Err(why) if format == StatusFormat::Prometheus => {
+            let _ = writeln!(std::io::stderr().lock(), "{why}");
+            StatusView {
+                state_dir: config.state_dir.clone(),
+                ..StatusView::default()
+            }
+        }
+        Err(why) => return Err(Error::StateUnreadable(why)),
     };
-    let view = status_view(&config, clock());
     out(&match format {
         StatusFormat::Text => view.to_string(),
         StatusFormat::Json => serde_json::to_string(&view).unwrap_or_default(),
         StatusFormat::Prometheus => view.prometheus(),
     });
-    exit::OK
+    Ok(exit::OK)
 }
 
-/// What `status` shows, read without waiting for any lock.
-pub fn status_view(config: &Config, now: u64) -> StatusView {
-    let state_dir = StateDir::existing(&config.state_dir);
-    let state = state_dir.peek();
-    let spool = state_dir.spool();
-    StatusView {
-        state_dir: config.state_dir.clone(),
-        waiting: spool.len(),
-        oldest_age_secs: spool.oldest_age(now),
-        backoff: BackoffView::of(&state, now),
-        sender_running: matches!(state_dir.try_sender_lock(), Ok(None)),
-        last_success: state.last_success.as_ref().map(EventView::from),
-        last_error: state.last_error.as_ref().map(EventView::from),
-        sent: state.sent,
-        rejected: state.rejected,
-        dropped: state.dropped,
-        set_aside: spool.set_aside_count(),
-        set_aside_total: state.set_aside,
-        stale_temps_removed: state.stale_temps_removed,
-        suspects: state.suspects.len(),
-        cooldown_entries: state.cooldown.entries(now, config.cooldown),
-        quota: QuotaView::of(&state, now),
-    }
+/// What `status` shows, read in one read transaction without waiting for any writer; why
+/// the state cannot be read, if it cannot.
+pub fn status_view(config: &Config, now: u64) -> Result<StatusView, String> {
+    let dir = &config.state_dir;
+    let unreadable = |why: String| {
+        format!(
+            "cannot read the state in {}: {why}; run status as the user that reports (root), \
+             or fix the directory's owner and mode",
+            dir.display()
+        )
+    };
+    let mut view = StatusView {
+        state_dir: dir.clone(),
+        state_readable: true,
+        ..StatusView::default()
+    };
+    let Some(mut store) = Store::open_existing(dir).map_err(|err| unreadable(err.to_string()))?
+    else {
+        return Ok(view);
+    };
+    let inbox = store.inbox();
+    let read = store.read(|tx| {
+        Ok((
+            tx.state()?,
+            tx.spool_len()?,
+            tx.spool_oldest()?,
+            tx.set_aside_len()?,
+            tx.suspects()?,
+            tx.cooldown_entries(now, config.cooldown)?,
+        ))
+    });
+    let (state, spooled, oldest, set_aside, suspects, cooldown) =
+        read.map_err(|err| unreadable(err.to_string()))?;
+    let in_inbox = inbox.len() as u64;
+    view.waiting = spooled + in_inbox;
+    view.inbox = in_inbox;
+    view.oldest_age_secs = oldest.map(|at| now.saturating_sub(at));
+    view.backoff = BackoffView::of(&state, now);
+    view.sender_running = matches!(
+        store.sender_lock_within(std::time::Duration::ZERO),
+        Ok(None)
+    );
+    view.last_success = state.last_success.as_ref().map(EventView::from);
+    view.last_error = state.last_error.as_ref().map(EventView::from);
+    view.sent = state.sent;
+    view.rejected = state.rejected;
+    view.dropped = state.dropped;
+    view.set_aside = set_aside + inbox.set_aside_count() as u64;
+    view.set_aside_total = state.set_aside;
+    view.stale_temps_removed = state.stale_temps_removed;
+    view.suspects = suspects;
+    view.cooldown_entries = cooldown;
+    view.quota = QuotaView::of(&state, now);
+    Ok(view)
 }
 
 /// Replaces the metrics file whole (node_exporter must never read half of it), readable by
 /// node_exporter; a failure is said, and changes nothing else.
 fn write_metrics(config: &Config, file: &std::path::Path, now: u64) {
-    let metrics = status_view(config, now).prometheus();
+    let view = status_view(config, now).unwrap_or_else(|_| StatusView {
+        state_dir: config.state_dir.clone(),
+        ..StatusView::default()
+    });
+    let metrics = view.prometheus();
     if let Err(err) = crate::fsio::write_atomic_mode(file, metrics.as_bytes(), 0o644) {
         let _ = writeln!(
             std::io::stderr().lock(),
@@ -230,29 +258,33 @@ fn write_metrics(config: &Config, file: &std::path::Path, now: u64) {
 }
 
 /// `check`: the IP's standing at ReportedIP. Addresses `report` would refuse are refused
-/// here without spending a check, and a backoff window keeps it off the network.
-pub fn check(config: Result<Config, ConfigError>, args: &CheckArgs, clock: Clock) -> u8 {
-    let report_error = |message: String, code: u8| error_out(args.json, &message, code);
-    let (config, client) = match with_client(config) {
-        Ok(both) => both,
-        Err(err) => return report_error(err.to_string(), exit::CONFIG),
-    };
-    let ip = match parse_ip(&args.ip) {
-        Ok(ip) => ip,
-        Err(err) => return report_error(format!("not checked: {err}"), exit::USAGE),
-    };
+/// here without spending a check, and an API backoff keeps it off the network (a used-up
+/// *report* quota does not: checks have their own).
+pub fn check(
+    config: Result<Config, ConfigError>,
+    args: &CheckArgs,
+    clock: Clock,
+) -> Result<u8, Error> {
+    let (config, client) = with_client(config)?;
+    let ip = parse_ip(&args.ip).map_err(|err| Error::Usage(format!("not checked: {err}")))?;
     if let Some(why) = policy_skip(ip, &config) {
-        let message = format!("not checked ({why}; report never sends it)");
-        return report_error(message, exit::USAGE);
+        return Err(Error::Usage(format!(
+            "not checked ({why}; report never sends it)"
+        )));
     }
     let now = clock();
-    let state_dir = StateDir::existing(&config.state_dir);
-    let backoff = state_dir
-        .peek()
-        .backoff_note(now)
-        .or_else(|| Fallback::new().state(now).backoff_note(now));
+    let stored = Store::open_existing(&config.state_dir)
+        .ok()
+        .flatten()
+        .and_then(|mut store| store.read(|tx| tx.state()).ok())
+        .unwrap_or_default();
+    let backoff = api_backoff(&stored, now)
+        .or_else(|| api_backoff(&Fallback::new(&config.state_dir).state(now), now));
     if let Some(note) = backoff {
-        return report_error(format!("not checked: {note}"), exit::KEPT);
+        return Err(Error::Failed {
+            message: format!("not checked: {note}"),
+            code: exit::KEPT,
+        });
     }
     match client.check(ip, args.verbose, now) {
         Ok(info) => {
@@ -262,7 +294,7 @@ pub fn check(config: Result<Config, ConfigError>, args: &CheckArgs, clock: Clock
             } else {
                 out(&view.to_string());
             }
-            exit::OK
+            Ok(exit::OK)
         }
         Err(failure) => {
             if matches!(
@@ -271,26 +303,46 @@ pub fn check(config: Result<Config, ConfigError>, args: &CheckArgs, clock: Clock
             ) {
                 record_failure(&config, &failure, now);
             }
-            let message = format!("cannot check {ip}: {}", failure.reason(&config.path));
-            report_error(message, failure.status().exit_code())
+            Err(Error::Failed {
+                message: format!("cannot check {ip}: {}", failure.reason(&config.path)),
+                code: failure.status().exit_code(),
+            })
         }
     }
 }
 
-/// A check that found the API unreachable starts the backoff, as a report would.
-fn record_failure(config: &Config, failure: &Failure, now: u64) {
-    let Ok(state) = StateDir::open(&config.state_dir) else {
-        return;
-    };
-    if let Ok(mut locked) = state.lock() {
-        locked
-            .state
-            .start_backoff(now, failure.retry_at(), &failure.reason(&config.path));
-        let _ = locked.save();
+/// The backoff that keeps `check` off the network: the API's, not the report quota's.
+fn api_backoff(state: &State, now: u64) -> Option<String> {
+    if state.quota_held(now) {
+        return None;
     }
+    state.backoff_note(now)
 }
 
-pub fn categories() -> u8 {
+/// A check that found the API unreachable starts the backoff, as a report would.
+fn record_failure(config: &Config, failure: &Failure, now: u64) {
+    let Ok(mut store) = Store::open(&config.state_dir, now) else {
+        return;
+    };
+    let _ = store.write(|tx| {
+        let (mut state, _) = tx.load(now)?;
+        state.start_backoff(now, failure.retry_at(), &failure.reason(&config.path));
+        tx.save(&state)
+    });
+}
+
+/// `upgrade-state` (the package's postinst): imports 0.1's files into the store, saying
+/// what it did.
+pub fn upgrade_state(config: Result<Config, ConfigError>, clock: Clock) -> Result<u8, Error> {
+    let config = config?;
+    let store = Store::open(&config.state_dir, clock())?;
+    for note in &store.notes {
+        out(note);
+    }
+    Ok(exit::OK)
+}
+
+pub fn categories() -> Result<u8, Error> {
     out("ID  NAME");
     for (id, name) in CATEGORIES {
         out(&format!("{id:>2}  {name}"));
@@ -300,5 +352,5 @@ pub fn categories() -> u8 {
         let ids: Vec<String> = ids.iter().map(u8::to_string).collect();
         out(&format!("{jail:<16} {}", ids.join(",")));
     }
-    exit::OK
+    Ok(exit::OK)
 }

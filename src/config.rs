@@ -164,12 +164,19 @@ impl Config {
         })
     }
 
-    /// Fills the comment template; unknown placeholders were refused at load time.
-    pub fn render_comment(&self, ip: &str, jail: &str, failures: &str) -> String {
-        self.comment
-            .replace("{ip}", ip)
-            .replace("{jail}", jail)
-            .replace("{failures}", failures)
+    /// Fills the comment template; unknown placeholders were refused at load time. The
+    /// comment is public: a ban with no failure count (a manual `banip` gives 0) says
+    /// `fail2ban <jail>: banned` instead of a count of "0" or "?".
+    pub fn render_comment(&self, ip: &str, jail: &str, failures: Option<u64>) -> String {
+        match failures.filter(|n| *n > 0) {
+            Some(n) => self
+                .comment
+                .replace("{ip}", ip)
+                .replace("{jail}", jail)
+                .replace("{failures}", &n.to_string()),
+            None if self.comment.contains("{failures}") => format!("fail2ban {jail}: banned"),
+            None => self.comment.replace("{ip}", ip).replace("{jail}", jail),
+        }
     }
 }
 
@@ -827,9 +834,22 @@ my-webapp = "18,21"
     #[test]
     fn comment_template_fills_placeholders() {
         let config = Config::defaults(Path::new("/x"));
+        let cases = [
+            (Some(5), "fail2ban sshd: 5 failed attempts"),
+            // A manual banip (0) or no count: never "0" or "?" on the public record.
+            (Some(0), "fail2ban sshd: banned"),
+            (None, "fail2ban sshd: banned"),
+        ];
+        for (failures, comment) in cases {
+            assert_eq!(config.render_comment("1.2.3.4", "sshd", failures), comment);
+        }
+        let custom = Config {
+            comment: "{jail} saw {ip}".into(),
+            ..Config::defaults(Path::new("/x"))
+        };
         assert_eq!(
-            config.render_comment("1.2.3.4", "sshd", "5"),
-            "fail2ban sshd: 5 failed attempts"
+            custom.render_comment("1.2.3.4", "sshd", None),
+            "sshd saw 1.2.3.4"
         );
     }
 

@@ -14,7 +14,7 @@ pub fn effective_uid() -> Option<u32> {
 }
 
 /// Owned by root or by us.
-fn owned_by_us(meta: &Metadata) -> bool {
+pub fn owned_by_us(meta: &Metadata) -> bool {
     meta.uid() == 0 || Some(meta.uid()) == effective_uid()
 }
 

@@ -4,10 +4,14 @@
 //! Modules, one concern each: [`cli`] (arguments), [`config`] (the TOML file),
 //! [`validate`] (IP, networks, comment), [`categories`], [`report`] (one typed report),
 //! [`api`] (HTTP client), [`delivery`] (the failure model: what each answer means),
-//! [`pipeline`] (the `report` command), [`spool`], [`state`] and [`cooldown`] (what is kept on disk),
-//! [`fsio`] (atomic writes), [`trust`] (TLS roots), [`sender`] (background and `flush` delivery), [`commands`] and
+//! [`route`] (where one report goes) and [`pipeline`] (the `report` command around it),
+//! [`drain`] (how the spool is worked through) and [`sender`] (background and `flush`
+//! delivery around it), [`store`] (the SQLite state), [`state`] (backoff, quota and counters
+//! as pure decisions), [`cooldown`], [`inbox`] (reports written while the store is held),
+//! [`migrate`] (0.1's files), [`fallback`] (the backoff when `state_dir` cannot be written),
+//! [`fsio`] (atomic writes, trusted files), [`trust`] (TLS roots), [`commands`] and
 //! [`views`] (the other subcommands and what they show), [`outcome`] (statuses and exit
-//! codes), [`log`] (stderr and syslog).
+//! codes), [`error`] (the one error type), [`log`] (stderr and syslog).
 
 pub mod api;
 pub mod categories;
@@ -17,15 +21,21 @@ pub mod commands;
 pub mod config;
 pub mod cooldown;
 pub mod delivery;
+pub mod drain;
+pub mod error;
+pub mod fallback;
 pub mod fsio;
+pub mod inbox;
 pub mod log;
+pub mod migrate;
 pub mod outcome;
 pub mod pipeline;
 pub mod report;
+pub mod route;
 pub mod secret;
 pub mod sender;
-pub mod spool;
 pub mod state;
+pub mod store;
 pub mod trust;
 pub mod validate;
 pub mod views;
@@ -35,13 +45,24 @@ use std::io::Write;
 use cli::{Cli, Command};
 use clock::Clock;
 
-/// Runs a parsed command line and returns the process exit code.
-pub fn run(cli: Cli, clock: Clock) -> u8 {
+/// Runs a parsed command line; the exit code, or the one error to print.
+pub fn run(cli: Cli, clock: Clock) -> Result<u8, error::Error> {
     let env_key = config::env_key();
     match cli.command {
         Command::Report(args) => {
             let config = config::load(&cli.config, env_key, args.dry_run);
-            let outcome = pipeline::run(config, &args, pipeline::Runtime::new(clock));
+            let request = pipeline::Request {
+                ip: args.ip,
+                ban: report::Ban {
+                    categories: args.categories,
+                    jail: args.jail,
+                    failures: args.failures,
+                    comment: args.comment,
+                },
+                queue: args.queue,
+                dry_run: args.dry_run,
+            };
+            let outcome = pipeline::run(config, &request, pipeline::Runtime::new(clock));
             let mut stdout = std::io::stdout().lock();
             if args.json {
                 let json = serde_json::to_string(&outcome).unwrap_or_default();
@@ -49,11 +70,11 @@ pub fn run(cli: Cli, clock: Clock) -> u8 {
             } else if outcome.status == outcome::Status::DryRun {
                 let _ = writeln!(stdout, "{}", outcome.message);
             }
-            if args.strict {
+            Ok(if args.strict {
                 outcome.exit_code
             } else {
                 outcome::exit::OK
-            }
+            })
         }
         Command::VerifyKey { json } => {
             commands::verify_key(config::load(&cli.config, env_key, false), json, clock)
@@ -73,6 +94,9 @@ pub fn run(cli: Cli, clock: Clock) -> u8 {
         Command::Categories => commands::categories(),
         Command::SendSpool => {
             commands::send_spool(config::load(&cli.config, env_key, false), clock)
+        }
+        Command::UpgradeState => {
+            commands::upgrade_state(config::load(&cli.config, env_key, true), clock)
         }
     }
 }

@@ -40,5 +40,12 @@ fn main() -> ExitCode {
             };
         }
     };
-    ExitCode::from(reportedip_report::run(cli, reportedip_report::clock::now))
+    let json = cli.wants_json();
+    match reportedip_report::run(cli, reportedip_report::clock::now) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            err.print(json);
+            ExitCode::from(err.exit_code())
+        }
+    }
 }

@@ -45,6 +45,8 @@ pub mod exit {
     pub const REJECTED: u8 = 3;
     pub const KEY: u8 = 4;
     pub const CONFIG: u8 = 5;
+    pub const SYSTEM: u8 = 6;
+    pub const STATE: u8 = 7;
 }
 
 impl Status {
@@ -81,7 +83,7 @@ pub struct Outcome {
     pub confidence: Option<i64>,
     /// Reports in the spool after this one was handled.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub waiting: Option<usize>,
+    pub waiting: Option<u64>,
     pub message: String,
     pub exit_code: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,7 +117,7 @@ impl Outcome {
         self
     }
 
-    pub fn with_waiting(mut self, waiting: Option<usize>) -> Self {
+    pub fn with_waiting(mut self, waiting: Option<u64>) -> Self {
         self.waiting = waiting;
         self
     }
@@ -123,7 +125,7 @@ impl Outcome {
 
 /// `45.155.205.233 queued: HTTP 503; 12 reports waiting`, or without a reason for a report
 /// queued on purpose.
-pub fn queued_line(ip: IpAddr, reason: Option<&str>, waiting: usize) -> String {
+pub fn queued_line(ip: IpAddr, reason: Option<&str>, waiting: u64) -> String {
     let reason = reason.map_or(String::new(), |reason| format!(": {reason}"));
     let waiting = match waiting {
         1 => "1 report waiting".to_string(),

@@ -1,21 +1,26 @@
-//! The `report` pipeline, straight through: parse, policy (non-global, ignore list,
-//! cooldown), route (direct, spool, or no state dir, decided once), deliver; always ending
-//! in one [`Outcome`].
+//! The `report` command, straight through: parse, policy (non-global, ignore list), then one
+//! transaction that decides the route ([`crate::route`]) and, for a queued report, spools it
+//! with its cooldown; a direct report is sent outside any transaction and settled in a second
+//! one. Always ends in one [`Outcome`].
 
 use std::cell::RefCell;
 use std::net::IpAddr;
+use std::path::Path;
 
 use crate::api::Client;
-use crate::cli::ReportArgs;
 use crate::clock::{self, Clock};
 use crate::config::{Config, ConfigError};
+use crate::cooldown::covered_since;
 use crate::delivery::{Delivery, describe};
+use crate::fallback::Fallback;
 use crate::log::Logger;
 use crate::outcome::{Outcome, Status, queued_line};
-use crate::report::Report;
+use crate::report::{Ban, Report};
+use crate::route::{self, Facts, Route, Unstored};
 use crate::secret::SecretString;
 use crate::sender;
-use crate::state::{Fallback, Locked, State, StateDir};
+use crate::state::State;
+use crate::store::{Store, StoreError, Txn};
 use crate::validate::{non_global_reason, parse_ip};
 
 /// What the pipeline takes from its surroundings; a simulation brings its own.
@@ -23,7 +28,7 @@ use crate::validate::{non_global_reason, parse_ip};
 pub struct Runtime {
     pub clock: Clock,
     /// Makes sure a sender will deliver the spool ([`sender::ensure_running`]).
-    pub start_sender: fn(&StateDir, &std::path::Path),
+    pub start_sender: fn(&Path, &Path),
     /// Whether outcome lines go to stderr (syslog follows the config either way).
     pub stderr: bool,
 }
@@ -38,26 +43,35 @@ impl Runtime {
     }
 }
 
+/// How a report was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub ip: String,
+    pub ban: Ban,
+    pub queue: bool,
+    pub dry_run: bool,
+}
+
 /// Runs `report` from start to end. Never panics on bad input; the caller maps the outcome
 /// to an exit code (0 unless `--strict`).
-pub fn run(config: Result<Config, ConfigError>, args: &ReportArgs, runtime: Runtime) -> Outcome {
+pub fn run(config: Result<Config, ConfigError>, request: &Request, runtime: Runtime) -> Outcome {
     let clock = runtime.clock;
     let config = match config {
         Ok(config) => config,
         Err(err) => {
             let outcome = Outcome::new(Status::ConfigError, format!("not reported: {err}"));
-            return emit(&Logger::new(runtime.stderr, !args.dry_run), outcome);
+            return emit(&Logger::new(runtime.stderr, !request.dry_run), outcome);
         }
     };
-    let log = Logger::new(runtime.stderr, config.syslog && !args.dry_run);
+    let log = Logger::new(runtime.stderr, config.syslog && !request.dry_run);
     for warning in &config.warnings {
         log.warn(warning);
     }
-    let report = match admit(&config, args, clock()) {
+    let report = match admit(&config, request, clock()) {
         Ok(report) => report,
         Err(outcome) => return emit(&log, *outcome),
     };
-    if args.dry_run {
+    if request.dry_run {
         return dry_run(&report, &config);
     }
     let key = match config.require_key() {
@@ -70,14 +84,13 @@ pub fn run(config: Result<Config, ConfigError>, args: &ReportArgs, runtime: Runt
     };
     let pipeline = Pipeline {
         config: &config,
-        log: &log,
         key,
         clock,
         start_sender: runtime.start_sender,
-        fallback: Fallback::new(),
+        fallback: Fallback::new(&config.state_dir),
         warnings: RefCell::default(),
     };
-    let outcome = pipeline.deliver(&report, args.queue);
+    let outcome = pipeline.deliver(&report, request.queue);
     let warnings = pipeline.warnings.take();
     if !warnings.is_empty() {
         log.warn(&warnings.join("; "));
@@ -86,20 +99,20 @@ pub fn run(config: Result<Config, ConfigError>, args: &ReportArgs, runtime: Runt
 }
 
 /// Parse and policy: the report worth sending, or the outcome that says why there is none.
-fn admit(config: &Config, args: &ReportArgs, now: u64) -> Result<Report, Box<Outcome>> {
+fn admit(config: &Config, request: &Request, now: u64) -> Result<Report, Box<Outcome>> {
     let invalid = |why: String| {
         Box::new(Outcome::new(
             Status::Invalid,
             format!("not reported: {why}"),
         ))
     };
-    let ip = parse_ip(&args.ip).map_err(|err| invalid(err.to_string()))?;
+    let ip = parse_ip(&request.ip).map_err(|err| invalid(err.to_string()))?;
     if let Some(why) = policy_skip(ip, config) {
         let mut outcome = Outcome::new(Status::Skipped, why);
         outcome.ip = Some(ip.to_string());
         return Err(Box::new(outcome));
     }
-    Report::from_args(ip, args, config, now).map_err(|err| invalid(err.to_string()))
+    Report::from_ban(ip, &request.ban, config, now).map_err(|err| invalid(err.to_string()))
 }
 
 /// Why `ip` must never be reported (not globally routable, or on the ignore list), if so.
@@ -155,12 +168,19 @@ fn dry_run(report: &Report, config: &Config) -> Outcome {
     outcome
 }
 
+/// What the routing transaction decided.
+struct Routed {
+    route: Route,
+    backoff: Option<String>,
+    /// Reports waiting after this one was spooled.
+    waiting: u64,
+}
+
 struct Pipeline<'a> {
     config: &'a Config,
-    log: &'a Logger,
     key: SecretString,
     clock: Clock,
-    start_sender: fn(&StateDir, &std::path::Path),
+    start_sender: fn(&Path, &Path),
     /// The backoff while `state_dir` cannot be written.
     fallback: Fallback,
     /// What went wrong around the report, said in one line at the end of the run.
@@ -168,221 +188,254 @@ struct Pipeline<'a> {
 }
 
 impl Pipeline<'_> {
-    /// Routes the report once: skipped by the cooldown, to the spool (`--queue`, or the API
-    /// in backoff), or straight to the API.
     fn deliver(&self, report: &Report, queue: bool) -> Outcome {
-        let state = match StateDir::open(&self.config.state_dir) {
-            Ok(state) => state,
+        let now = (self.clock)();
+        let mut store = match Store::open(&self.config.state_dir, now) {
+            Ok(store) => store,
             Err(err) => {
                 self.warn(err.to_string());
-                return self.send(None, report);
+                return self.send_unstored(report);
             }
         };
-        let now = (self.clock)();
-        let mut locked = self.lock(&state);
-        if let Some(outcome) = locked.as_ref().and_then(|l| self.cooling(l, report, now)) {
-            // Saved all the same: reading the state may have mended it (clock checks).
-            self.save(locked);
-            return outcome;
+        for note in std::mem::take(&mut store.notes) {
+            self.warn(note);
         }
-        let backoff = locked
-            .as_ref()
-            .and_then(|l| l.state.backoff_note(now))
-            .or_else(|| self.fallback.state(now).backoff_note(now));
-        if queue || backoff.is_some() {
-            match self.spool(&state, locked.as_mut(), report, now) {
-                Ok(waiting) => {
-                    self.save(locked);
-                    if backoff.is_none() {
-                        (self.start_sender)(&state, &self.config.path);
-                    }
-                    let status = if queue { Status::Queued } else { Status::Kept };
-                    let line = queued_line(report.ip, backoff.as_deref(), waiting);
-                    return Outcome::new(status, line)
-                        .about(report)
-                        .with_waiting(Some(waiting));
-                }
-                Err(why) if backoff.is_some() => {
-                    let note = backoff.unwrap_or_default();
-                    return lost(report, Status::NotDelivered, &note, &why);
-                }
-                Err(why) => self.warn(format!("{why}; sending {} directly", report.ip)),
+        let routed = match store.write(|tx| self.route(tx, report, queue, now)) {
+            Ok(routed) => routed,
+            Err(err) if err.is_busy() => return self.to_inbox(&store, report, &err),
+            Err(err) => {
+                self.warn(format!("{err}; sending {} directly", report.ip));
+                return self.send_unstored(report);
             }
+        };
+        match routed.route {
+            Route::Cooling { since } => Outcome::new(
+                Status::Skipped,
+                format!(
+                    "skipped {} ({}): already reported {} ago (cooldown {})",
+                    report.ip,
+                    report.categories,
+                    clock::format_span(now.saturating_sub(since)),
+                    clock::format_span(self.config.cooldown)
+                ),
+            )
+            .about(report),
+            Route::InFlight => Outcome::new(
+                Status::Skipped,
+                format!(
+                    "skipped {} ({}): another process is reporting it right now",
+                    report.ip, report.categories
+                ),
+            )
+            .about(report),
+            Route::Spool { start_sender } => {
+                if start_sender {
+                    (self.start_sender)(store.dir(), &self.config.path);
+                }
+                let status = if queue { Status::Queued } else { Status::Kept };
+                let line = queued_line(report.ip, routed.backoff.as_deref(), routed.waiting);
+                Outcome::new(status, line)
+                    .about(report)
+                    .with_waiting(Some(routed.waiting))
+            }
+            Route::Send => self.send(&mut store, report),
         }
-        // Nothing to save before the request: the cooldown starts only once the report is
-        // sent or spooled, and settling re-reads and mends the state anyway. One atomic
-        // write less on the direct path.
-        drop(locked);
-        self.send(Some(&state), report)
     }
 
-    /// The outcome for a report that the cooldown holds back, if it does.
-    fn cooling(&self, locked: &Locked, report: &Report, now: u64) -> Option<Outcome> {
-        let cooldown = self.config.cooldown;
-        let since = locked.state.cooldown.covered_since(
+    /// The routing transaction: the clock check, the cooldown, the backoff, the claim of a
+    /// direct report, and for a spooled one its row, its cooldown and the spool's limits.
+    fn route(&self, tx: &Txn, report: &Report, queue: bool, now: u64) -> rusqlite::Result<Routed> {
+        let (mut state, notes) = tx.load(now)?;
+        for note in notes {
+            self.warn(note);
+        }
+        let ip = report.ip.to_string();
+        let seen = tx.cooldown_of(&ip)?;
+        let cooled_since = covered_since(&seen, &report.categories, now, self.config.cooldown);
+        let backoff = state
+            .backoff_note(now)
+            .or_else(|| self.fallback.state(now).backoff_note(now));
+        let in_flight = cooled_since.is_none()
+            && backoff.is_none()
+            && !queue
+            && !tx.claim_ip(&ip, now, now + self.config.timeout.as_secs() + 1)?;
+        let route = route::route(&Facts {
+            cooled_since,
+            in_flight,
+            backoff: backoff.as_deref(),
+            queue,
+        });
+        let waiting = match route {
+            Route::Spool { .. } => self.spool(tx, &mut state, report, now)?,
+            _ => 0,
+        };
+        tx.save(&state)?;
+        Ok(Routed {
+            route,
+            backoff,
+            waiting,
+        })
+    }
+
+    /// Spools a report with its cooldown and applies the spool's limits; how many wait.
+    fn spool(
+        &self,
+        tx: &Txn,
+        state: &mut State,
+        report: &Report,
+        now: u64,
+    ) -> rusqlite::Result<u64> {
+        tx.spool_add(report)?;
+        tx.note_cooldown(
             &report.ip.to_string(),
             &report.categories,
             now,
-            cooldown,
+            self.config.cooldown,
         )?;
-        let message = format!(
-            "skipped {} ({}): already reported {} ago (cooldown {})",
-            report.ip,
-            report.categories,
-            clock::format_span(now.saturating_sub(since)),
-            clock::format_span(cooldown)
-        );
-        Some(Outcome::new(Status::Skipped, message).about(report))
+        let config = self.config;
+        let dropped = tx.spool_limit(config.spool_max as u64, config.spool_max_age, now)?;
+        if dropped > 0 {
+            state.dropped += dropped;
+            self.warn(format!(
+                "dropped {dropped} spooled report(s), oldest first (spool_max {}, spool_max_age {} s)",
+                config.spool_max, config.spool_max_age
+            ));
+        }
+        tx.spool_len()
     }
 
-    /// One POST, bounded by the client's deadline, then its consequences. Without a state,
-    /// the fallback's backoff spares the network (and the ban its timeout).
-    fn send(&self, state: Option<&StateDir>, report: &Report) -> Outcome {
-        let now = (self.clock)();
-        if state.is_none()
-            && let Some(note) = self.fallback.state(now).backoff_note(now)
-        {
-            return lost(report, Status::NotDelivered, &note, "no usable state_dir");
+    /// Another process holds the store too long: the report goes to the inbox, which the
+    /// next sender imports.
+    fn to_inbox(&self, store: &Store, report: &Report, busy: &StoreError) -> Outcome {
+        let inbox = store.inbox();
+        match inbox.add(report) {
+            Ok(_) => {
+                (self.start_sender)(store.dir(), &self.config.path);
+                let line = format!("{} queued in the inbox ({busy})", report.ip);
+                Outcome::new(Status::Queued, line).about(report)
+            }
+            Err(err) => {
+                let why = format!("{busy}, and the inbox {}: {err}", inbox.dir().display());
+                self.warn(why);
+                self.send_unstored(report)
+            }
         }
-        let client = Client::new(self.config, self.key.clone()).interruptible();
-        let delivery = client.send_report(report, (self.clock)());
-        self.settle(state, report, &delivery)
     }
 
-    /// Records the delivery in the state, keeps the report if the failure says so, and
-    /// starts a sender when a success shows the API is back for reports still waiting.
-    fn settle(&self, state: Option<&StateDir>, report: &Report, delivery: &Delivery) -> Outcome {
+    /// One POST with a working store, then its consequences in a second transaction.
+    fn send(&self, store: &mut Store, report: &Report) -> Outcome {
+        let delivery = self.post(report);
         let now = (self.clock)();
-        let line = describe(report, delivery, &self.config.path);
-        let mut locked = state.and_then(|state| self.lock(state));
-        if let Some(locked) = &mut locked {
-            locked.state.record(delivery, &line, now);
-            // Sent, or refused for good: either way, done with for the cooldown.
-            if delivery
-                .as_ref()
-                .map_or_else(|f| !f.keeps_report(), |_| true)
-            {
-                self.note_cooldown(locked, report, now);
-            }
-        }
-        let outcome = match delivery {
-            Ok(receipt) => Outcome::new(Status::Sent, line.clone())
-                .about(report)
-                .with_receipt(receipt),
-            Err(failure) if !failure.keeps_report() => {
-                Outcome::new(failure.status(), line.clone()).about(report)
-            }
-            Err(failure) => {
-                let kept = state
-                    .ok_or_else(|| "no usable state_dir".to_string())
-                    .and_then(|state| self.spool(state, locked.as_mut(), report, now));
-                match kept {
-                    Ok(waiting) => Outcome::new(
-                        failure.status(),
-                        queued_line(report.ip, Some(&line), waiting),
-                    )
-                    .about(report)
-                    .with_waiting(Some(waiting)),
-                    Err(why) => lost(report, failure.status_if_lost(), &line, &why),
-                }
+        let line = describe(report, &delivery, &self.config.path);
+        let settled = store.write(|tx| self.settle(tx, report, &delivery, &line, now));
+        let waiting = match settled {
+            Ok(waiting) => Ok(waiting),
+            Err(err) => {
+                self.remember_backoff(&delivery, &line, now);
+                Err(format!("{err}"))
             }
         };
-        self.keep_backoff(locked, delivery, &line, now);
-        if let Some(state) = state
-            && outcome.status == Status::Sent
-            && !state.spool().is_empty()
-        {
-            (self.start_sender)(state, &self.config.path);
+        let outcome = self.outcome(report, &delivery, &line, waiting);
+        if outcome.status == Status::Sent && store.read(|tx| tx.spool_len()).is_ok_and(|n| n > 0) {
+            (self.start_sender)(store.dir(), &self.config.path);
         }
         outcome
     }
 
-    /// Writes the report to the spool, which needs no lock. With the state lock held, its
-    /// cooldown starts, and the count of waiting reports comes from the state (the ban path
-    /// never lists the spool); past `spool_max`, the limits are applied. Returns how many
-    /// reports wait.
-    fn spool(
+    /// Records the delivery: the state, the cooldown once the report is done with, the
+    /// report kept when the failure says so; the claim is released. How many wait.
+    fn settle(
         &self,
-        state: &StateDir,
-        locked: Option<&mut Locked>,
+        tx: &Txn,
         report: &Report,
+        delivery: &Delivery,
+        line: &str,
         now: u64,
-    ) -> Result<usize, String> {
-        let spool = state.spool();
-        spool.add(report).map_err(|err| {
-            format!(
-                "cannot write to the spool in {}: {err}",
-                spool.dir().display()
-            )
-        })?;
-        let Some(locked) = locked else {
-            return Ok(spool.len());
-        };
-        self.note_cooldown(locked, report, now);
-        locked.state.waiting += 1;
-        // Trimming means listing the whole spool: the ban path lets it run 1% over
-        // spool_max first, so that a full spool costs one listing per 1% of bans, not one
-        // per ban. The sender trims to spool_max exactly.
-        let max = self.config.spool_max as u64;
-        if locked.state.waiting > max + max / 100 {
-            sender::apply_limits(self.config, &spool, locked, now, self.log);
-        }
-        Ok(usize::try_from(locked.state.waiting).unwrap_or(usize::MAX))
-    }
-
-    /// The cooldown starts once a report is sent or safely spooled, never before: a report
-    /// lost to a crash or a full disk leaves no cooldown to block the next one.
-    fn note_cooldown(&self, locked: &mut Locked, report: &Report, now: u64) {
-        let ip = report.ip.to_string();
-        let window = self.config.cooldown;
-        locked
-            .state
-            .cooldown
-            .note(&ip, &report.categories, now, window);
-    }
-
-    fn lock(&self, state: &StateDir) -> Option<Locked> {
-        let mut locked = state
-            .lock()
-            .map_err(|err| self.warn(err.to_string()))
-            .ok()?;
-        if let Some(problem) = locked.problem.take() {
-            self.warn(problem);
-        }
-        for note in locked.state.check_clock((self.clock)()) {
+    ) -> rusqlite::Result<u64> {
+        let (mut state, notes) = tx.load(now)?;
+        for note in notes {
             self.warn(note);
         }
-        Some(locked)
+        state.record(delivery, line, now);
+        let ip = report.ip.to_string();
+        tx.release_ip(&ip)?;
+        let settlement = route::settle(delivery);
+        if settlement.start_cooldown {
+            tx.note_cooldown(&ip, &report.categories, now, self.config.cooldown)?;
+        }
+        let waiting = if settlement.keep {
+            self.spool(tx, &mut state, report, now)?
+        } else {
+            0
+        };
+        tx.save(&state)?;
+        if delivery.is_ok() {
+            self.fallback.clear();
+        }
+        Ok(waiting)
     }
 
-    /// Saves and releases the state; whether that worked.
-    fn save(&self, locked: Option<Locked>) -> bool {
-        match locked.map(|locked| locked.save()) {
-            Some(Err(err)) => {
-                self.warn(err.to_string());
-                false
-            }
-            Some(Ok(())) => true,
-            None => false,
+    /// Without a store nothing can be kept: the fallback's backoff spares the network (and
+    /// the ban its timeout), and a failure is said as a loss.
+    fn send_unstored(&self, report: &Report) -> Outcome {
+        let now = (self.clock)();
+        let backoff = self.fallback.state(now).backoff_note(now);
+        if let Unstored::Lost { why } = route::route_unstored(backoff.as_deref()) {
+            return lost(report, Status::NotDelivered, "not sent", &why);
+        }
+        let delivery = self.post(report);
+        let now = (self.clock)();
+        let line = describe(report, &delivery, &self.config.path);
+        self.remember_backoff(&delivery, &line, now);
+        let outcome = self.outcome(report, &delivery, &line, Err("no usable state_dir".into()));
+        if delivery.is_ok() {
+            self.fallback.clear();
+        }
+        outcome
+    }
+
+    fn post(&self, report: &Report) -> Delivery {
+        let client = Client::new(self.config, self.key.clone()).interruptible();
+        client.send_report(report, (self.clock)())
+    }
+
+    /// Keeps the backoff a failure starts where the store cannot, so that the next ban does
+    /// not wait the full timeout.
+    fn remember_backoff(&self, delivery: &Delivery, line: &str, now: u64) {
+        let mut state = self.fallback.state(now);
+        state.record(delivery, line, now);
+        if state.in_backoff(now)
+            && let Err(why) = self.fallback.remember(&state)
+        {
+            self.warn(why);
         }
     }
 
-    /// Saves the state after a delivery; where it cannot be saved (or there is none), the
-    /// backoff goes to the fallback, so that the next ban does not wait the full timeout.
-    fn keep_backoff(&self, locked: Option<Locked>, delivery: &Delivery, line: &str, now: u64) {
-        let mut unsaved = locked
-            .as_ref()
-            .map_or_else(State::default, |l| l.state.clone());
-        if locked.is_none() {
-            unsaved.record(delivery, line, now);
-        }
-        if self.save(locked) {
-            return;
-        }
+    /// The outcome of a delivery; `kept` is how many wait after the report was kept, or why
+    /// it could not be.
+    fn outcome(
+        &self,
+        report: &Report,
+        delivery: &Delivery,
+        line: &str,
+        kept: Result<u64, String>,
+    ) -> Outcome {
         match delivery {
-            Ok(_) => self.fallback.clear(),
-            Err(_) if unsaved.in_backoff(now) => self.fallback.remember(&unsaved),
-            Err(_) => {}
+            Ok(receipt) => Outcome::new(Status::Sent, line)
+                .about(report)
+                .with_receipt(receipt),
+            Err(failure) if !failure.keeps_report() => {
+                Outcome::new(failure.status(), line).about(report)
+            }
+            Err(failure) => match kept {
+                Ok(waiting) => Outcome::new(
+                    failure.status(),
+                    queued_line(report.ip, Some(line), waiting),
+                )
+                .about(report)
+                .with_waiting(Some(waiting)),
+                Err(why) => lost(report, failure.status_if_lost(), line, &why),
+            },
         }
     }
 

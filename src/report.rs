@@ -7,7 +7,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 
 use crate::categories::{Categories, CategoryError};
-use crate::cli::ReportArgs;
 use crate::config::Config;
 use crate::validate::{non_global_reason, parse_ip, sanitize_comment};
 
@@ -38,28 +37,29 @@ pub enum ReportError {
     NoCategories,
 }
 
+/// What a ban asks to report, as fail2ban's tags (or a person) gave it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ban {
+    pub categories: Option<String>,
+    pub jail: Option<String>,
+    pub failures: Option<u64>,
+    pub comment: Option<String>,
+}
+
 impl Report {
-    /// The report that `args` ask for about `ip` (already parsed and allowed by policy).
-    pub fn from_args(
-        ip: IpAddr,
-        args: &ReportArgs,
-        config: &Config,
-        now: u64,
-    ) -> Result<Self, ReportError> {
-        let jail = args
+    /// The report that `ban` asks for about `ip` (already parsed and allowed by policy).
+    pub fn from_ban(ip: IpAddr, ban: &Ban, config: &Config, now: u64) -> Result<Self, ReportError> {
+        let jail = ban
             .jail
             .as_deref()
             .map(sanitize_comment)
             .filter(|jail| !jail.trim().is_empty());
-        let categories = resolve_categories(args.categories.as_deref(), jail.as_deref(), config)?;
-        let comment = match &args.comment {
+        let categories = resolve_categories(ban.categories.as_deref(), jail.as_deref(), config)?;
+        let comment = match &ban.comment {
             Some(text) => sanitize_comment(text),
             None => {
-                let failures = args
-                    .failures
-                    .map_or_else(|| "?".to_string(), |n| n.to_string());
                 let jail = jail.as_deref().unwrap_or("manual");
-                sanitize_comment(&config.render_comment(&ip.to_string(), jail, &failures))
+                sanitize_comment(&config.render_comment(&ip.to_string(), jail, ban.failures))
             }
         };
         Ok(Self {
@@ -69,6 +69,27 @@ impl Report {
             jail,
             queued_at: now,
         })
+    }
+}
+
+impl Report {
+    /// A report as the store keeps it, read back through the same checks as a new one, so
+    /// that a damaged or forged row is never sent; the error says why it cannot be.
+    pub fn from_stored(
+        ip: String,
+        categories: String,
+        comment: String,
+        jail: Option<String>,
+        queued_at: u64,
+    ) -> Result<Self, String> {
+        let stored = serde_json::json!({
+            "ip": ip,
+            "categories": categories,
+            "comment": comment,
+            "jail": jail,
+            "queued_at": queued_at,
+        });
+        serde_json::from_value(stored).map_err(|err| err.to_string())
     }
 }
 
@@ -135,6 +156,23 @@ mod tests {
             r#"{"ip":"2a01:4f8::1","categories":"22,18","comment":"fail2ban sshd: 5 failed attempts","jail":"sshd","queued_at":1796083200}"#
         );
         assert_eq!(read(&text), Ok(report));
+    }
+
+    #[test]
+    fn rows_of_the_store_pass_the_same_checks() {
+        let report = Report::from_stored(
+            "45.1.1.1".into(),
+            "ssh".into(),
+            "a\u{1b}[2Jb".into(),
+            Some("sshd".into()),
+            7,
+        )
+        .unwrap();
+        assert_eq!(report.categories.to_string(), "22");
+        assert_eq!(report.comment, "a [2Jb");
+        let err = Report::from_stored("10.0.0.1".into(), "18".into(), String::new(), None, 1)
+            .unwrap_err();
+        assert!(err.contains("private"), "{err}");
     }
 
     #[test]

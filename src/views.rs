@@ -10,10 +10,15 @@ use crate::api::{CheckInfo, Domains, KeyInfo, Limits};
 use crate::clock::{format_span, format_utc};
 use crate::state::{Event, State};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct StatusView {
     pub state_dir: PathBuf,
-    pub waiting: usize,
+    /// Whether the state could be read; every other field is zero when it could not.
+    pub state_readable: bool,
+    /// Reports waiting: in the spool, and in the inbox for the next sender to import.
+    pub waiting: u64,
+    /// Of those, the reports in the inbox (written while the store was held too long).
+    pub inbox: u64,
     pub oldest_age_secs: Option<u64>,
     pub backoff: BackoffView,
     pub sender_running: bool,
@@ -23,15 +28,15 @@ pub struct StatusView {
     pub sent: u64,
     pub rejected: u64,
     pub dropped: u64,
-    /// Files now in `set-aside/`.
-    pub set_aside: usize,
+    /// Reports now set aside (rows of the `set_aside` table and files in `set-aside/`).
+    pub set_aside: u64,
     /// Reports set aside since the state began.
     pub set_aside_total: u64,
     /// Temp files left by interrupted writes, cleaned up so far.
     pub stale_temps_removed: u64,
     /// Reports the API fails on alone, retried apart from the others.
-    pub suspects: usize,
-    pub cooldown_entries: usize,
+    pub suspects: u64,
+    pub cooldown_entries: u64,
     /// The report quota as the last answer gave it; `None` before any answer.
     pub quota: Option<QuotaView>,
 }
@@ -81,7 +86,7 @@ impl fmt::Display for QuotaView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct BackoffView {
     pub active: bool,
     pub until: Option<String>,
@@ -104,7 +109,9 @@ impl From<&Event> for EventView {
         Self {
             at: format_utc(event.at),
             at_epoch: event.at,
-            message: event.message.clone(),
+            // Stored text may hold what a server said: shown only with control, bidi and
+            // escape characters replaced.
+            message: crate::validate::sanitize_comment(&event.message),
         }
     }
 }
@@ -124,10 +131,16 @@ impl StatusView {
         let gauge = "gauge";
         let counter = "counter";
         metric(
+            "state_readable",
+            gauge,
+            "Whether the state could be read (1) or not (0: every other value is unknown).",
+            Some(u64::from(self.state_readable)),
+        );
+        metric(
             "reports_waiting",
             gauge,
-            "Reports in the spool waiting for delivery.",
-            Some(self.waiting as u64),
+            "Reports waiting for delivery (spool and inbox).",
+            Some(self.waiting),
         );
         metric(
             "oldest_waiting_age_seconds",
@@ -187,7 +200,7 @@ impl StatusView {
             "suspect_reports",
             gauge,
             "Waiting reports the API fails on alone, retried apart.",
-            Some(self.suspects as u64),
+            Some(self.suspects),
         );
         if let Some(quota) = self.quota.as_ref().filter(|q| !q.stale) {
             metric(
@@ -232,7 +245,11 @@ impl fmt::Display for StatusView {
         let oldest = self.oldest_age_secs.map_or(String::new(), |age| {
             format!(", oldest {} old", format_span(age))
         });
-        writeln!(f, "spool:        {} waiting{oldest}", self.waiting)?;
+        let inbox = match self.inbox {
+            0 => String::new(),
+            n => format!(" ({n} in the inbox)"),
+        };
+        writeln!(f, "spool:        {} waiting{inbox}{oldest}", self.waiting)?;
         match &self.backoff {
             BackoffView {
                 active: true,
@@ -274,7 +291,7 @@ impl fmt::Display for StatusView {
         )?;
         writeln!(
             f,
-            "set aside:    {} unreadable spool file(s)",
+            "set aside:    {} report(s) that cannot be sent",
             self.set_aside
         )?;
         writeln!(
@@ -472,6 +489,24 @@ fn site_usage(domains: &Domains) -> String {
 mod tests {
     use super::*;
 
+    /// Compares `actual` with the snapshot file `tests/golden/NAME`; with
+    /// `UPDATE_SNAPSHOTS=1` it rewrites the file instead (then review the diff).
+    fn assert_snapshot(name: &str, actual: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name);
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+            std::fs::write(&path, actual).unwrap();
+            return;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            expected == actual,
+            "{} differs (UPDATE_SNAPSHOTS=1 cargo test rewrites it):\n--- expected\n{expected}\n--- actual\n{actual}",
+            path.display()
+        );
+    }
+
     /// Fixed inputs for the golden files in `tests/golden/`.
     fn busy_state() -> State {
         State {
@@ -488,7 +523,6 @@ mod tests {
             }),
             dropped: 4,
             set_aside: 1,
-            cooldown: Default::default(),
             quota: Some(crate::delivery::Quota {
                 limit: Some(50),
                 remaining: Some(13),
@@ -505,7 +539,9 @@ mod tests {
         let state = busy_state();
         let view = StatusView {
             state_dir: "/var/lib/reportedip-report".into(),
+            state_readable: true,
             waiting: 12,
+            inbox: 0,
             oldest_age_secs: Some(1500),
             backoff: BackoffView::of(&state, now),
             sender_running: false,
@@ -521,10 +557,7 @@ mod tests {
             cooldown_entries: 3,
             quota: QuotaView::of(&state, now),
         };
-        assert_eq!(
-            format!("{view}\n"),
-            include_str!("../tests/golden/status.txt")
-        );
+        assert_snapshot("status.txt", &format!("{view}\n"));
         let idle = StatusView {
             waiting: 0,
             oldest_age_secs: None,
@@ -534,10 +567,7 @@ mod tests {
             quota: None,
             ..view
         };
-        assert_eq!(
-            format!("{idle}\n"),
-            include_str!("../tests/golden/status-idle.txt")
-        );
+        assert_snapshot("status-idle.txt", &format!("{idle}\n"));
     }
 
     #[test]
@@ -558,19 +588,13 @@ mod tests {
             source: "/etc/reportedip/reportedip.toml".into(),
         };
         assert!(view.problems.is_empty());
-        assert_eq!(
-            format!("{view}\n"),
-            include_str!("../tests/golden/verify-key.txt")
-        );
+        assert_snapshot("verify-key.txt", &format!("{view}\n"));
         let bare = KeyView {
             valid: false,
             key: KeyInfo::default(),
             source: "(no file; key from the environment)".into(),
             ..view
         };
-        assert_eq!(
-            format!("{bare}\n"),
-            include_str!("../tests/golden/verify-key-bare.txt")
-        );
+        assert_snapshot("verify-key-bare.txt", &format!("{bare}\n"));
     }
 }

@@ -311,12 +311,12 @@ fn per_jail_categories_override_the_table() {
             (
                 "45.155.205.10".into(),
                 "16,21".into(),
-                "fail2ban webapp: 0 failed attempts".into()
+                "fail2ban webapp: banned".into()
             ),
             (
                 "45.155.205.11".into(),
                 "18,22".into(),
-                "fail2ban sshd: 0 failed attempts".into()
+                "fail2ban sshd: banned".into()
             ),
         ]
     );
@@ -390,21 +390,29 @@ fn blackholed_api_never_holds_up_bans() {
     );
     assert_eq!(f2b.dummy_bans("sshd"), ips, "every ban applied");
     // The sender's one attempt times out (2 s) and opens the backoff window.
-    let state = f2b.path("state/state.json");
-    let deadline = Instant::now() + WAIT;
-    while !fs::read_to_string(&state)
+    let last_error = || -> String {
+        let Ok(db) = rusqlite::Connection::open(f2b.path("state/state.db")) else {
+            return String::new();
+        };
+        db.query_row("SELECT coalesce(last_error, '') FROM state", [], |row| {
+            row.get(0)
+        })
         .unwrap_or_default()
-        .contains("timeout")
-        && Instant::now() < deadline
-    {
+    };
+    let deadline = Instant::now() + WAIT;
+    while !last_error().contains("timeout") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert!(last_error().contains("timeout"), "{}", last_error());
     assert!(
         f2b.api.connections() <= 1,
         "{} connections",
         f2b.api.connections()
     );
-    let spooled = fs::read_dir(f2b.path("state/spool")).unwrap().count();
+    let db = rusqlite::Connection::open(f2b.path("state/state.db")).unwrap();
+    let spooled: u64 = db
+        .query_row("SELECT count(*) FROM spool", [], |row| row.get(0))
+        .unwrap();
     assert_eq!(spooled, 5, "all five kept for later");
 }
 

@@ -117,6 +117,20 @@ fn man_page_is_current() {
     check("dist/reportedip-report.1", &page);
 }
 
+/// The command as people use it: the hidden commands (run by the tool itself and by the
+/// package) are not offered.
+fn visible(cmd: clap::Command) -> clap::Command {
+    let shown: Vec<clap::Command> = cmd
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set())
+        .cloned()
+        .collect();
+    clap::Command::new(NAME)
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(cmd.get_arguments().cloned())
+        .subcommands(shown)
+}
+
 #[test]
 fn completions_are_current() {
     for (shell, file) in [
@@ -125,12 +139,15 @@ fn completions_are_current() {
         (Shell::Fish, "dist/completions/reportedip-report.fish"),
     ] {
         let mut out = Vec::new();
-        clap_complete::generate(shell, &mut Cli::command(), NAME, &mut out);
+        clap_complete::generate(shell, &mut visible(Cli::command()), NAME, &mut out);
         check(file, &out);
         let text = String::from_utf8_lossy(&out);
         assert!(
             text.contains("verify-key") && text.contains("dry-run"),
             "{shell}"
         );
+        for hidden in ["send-spool", "upgrade-state"] {
+            assert!(!text.contains(hidden), "{shell} offers the hidden {hidden}");
+        }
     }
 }

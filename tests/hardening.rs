@@ -157,50 +157,64 @@ fn a_state_dir_pre_created_by_another_user_is_refused() {
 
 #[test]
 fn planted_links_in_state_dir_are_never_followed() {
-    let env = TestEnv::new("state-planted");
-    env.run(&["status"]);
-    fs::create_dir_all(env.spool_dir()).unwrap();
-    let target = env.dir.path().join("victim");
-    std::os::unix::fs::symlink(&target, env.state_dir().join("state.lock")).unwrap();
-    std::os::unix::fs::symlink(&target, env.state_dir().join("sender.lock")).unwrap();
-    let run = queue_strict(&env);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
-    assert!(
-        !target.exists(),
-        "root created a file through a planted link"
-    );
-    assert_eq!(env.api.accepted_reports().len(), 1, "sent directly instead");
+    for planted in ["state.db", "state.db-wal", "state.db-shm"] {
+        let env = TestEnv::new("state-planted");
+        if planted != "state.db" {
+            env.db();
+            fs::remove_file(env.state_dir().join(planted)).ok();
+        } else {
+            fs::create_dir_all(env.state_dir()).unwrap();
+        }
+        let target = env.dir.path().join("victim");
+        std::os::unix::fs::symlink(&target, env.state_dir().join(planted)).unwrap();
+        let run = queue_strict(&env);
+        assert_eq!(run.code, 0, "{planted}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("symbolic link"),
+            "{planted}: {}",
+            run.stderr
+        );
+        assert!(
+            !target.exists(),
+            "{planted}: root created a file through a planted link"
+        );
+        assert_eq!(
+            env.api.accepted_reports().len(),
+            1,
+            "{planted}: sent directly instead"
+        );
+    }
 }
 
 #[test]
 fn a_queued_report_lands_while_another_process_holds_the_state_lock() {
     let env = TestEnv::new("held-lock");
-    env.run(&["status"]);
-    fs::create_dir_all(env.spool_dir()).unwrap();
-    // As `flock state.lock sleep 14` would.
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(env.state_dir().join("state.lock"))
-        .unwrap();
-    lock.lock().unwrap();
     env.set_backoff_until(epoch_now() + 3600);
+    // A writer that hangs with the store held, as a stopped process would.
+    let holder = env.db();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     let run = queue_strict(&env);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.elapsed < Duration::from_secs(8), "{:?}", run.elapsed);
     assert!(
-        run.stderr.contains("locked by another process"),
+        run.stderr.contains("queued in the inbox")
+            && run.stderr.contains("held by another process"),
         "{}",
         run.stderr
     );
-    assert_eq!(
-        env.spooled() + env.api.accepted_reports().len(),
-        1,
-        "the report was lost"
-    );
-    drop(lock);
+    assert_eq!(env.spooled(), 1, "the report was lost");
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    let status = env.status();
+    assert_eq!(status["inbox"], 1, "{status}");
+    assert_eq!(status["waiting"], 1, "{status}");
+    // The next writer imports it and it is delivered once.
+    env.end_backoff();
+    let flush = env.run(&["flush"]);
+    assert_eq!(flush.code, 0, "{}", flush.stdout);
+    assert_eq!(env.api.accepted_reports().len(), 1, "{}", flush.stdout);
+    assert_eq!(env.spooled(), 0);
+    assert_eq!(env.state()["inbox_imported"], 1);
 }
 
 /// A planted spool entry must neither hang, flood nor loop the sender, and the good
@@ -345,7 +359,15 @@ fn a_queued_report_killed_mid_write_leaves_at_most_a_temp_file() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    for entry in fs::read_dir(env.spool_dir()).unwrap() {
+    // The store holds whole transactions only; the inbox (if a kill found it in use) holds
+    // whole reports or temp files.
+    let check: String = env
+        .db()
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    assert!(env.spooled() <= 1, "one IP, one report: {}", env.spooled());
+    for entry in fs::read_dir(env.spool_dir()).into_iter().flatten() {
         let entry = entry.unwrap();
         let name = entry.file_name().to_string_lossy().to_string();
         if name.ends_with(".json") && !name.starts_with('.') {
@@ -354,6 +376,7 @@ fn a_queued_report_killed_mid_write_leaves_at_most_a_temp_file() {
                 .unwrap_or_else(|e| panic!("half a report in {name}: {e}"));
         }
     }
+    assert_eq!(env.run(&["status"]).code, 0);
 }
 
 /// A fake that fails on one address and takes every other.
@@ -415,13 +438,11 @@ fn a_report_that_keeps_failing_alone_is_set_aside_after_an_hour() {
     env.run(&["flush"]);
     assert_eq!(env.status()["suspects"], 1);
     // Four attempts already made, the first two hours ago; the next try is due.
-    let mut state = env.state();
-    let suspects = state["suspects"].as_object_mut().unwrap();
-    let name = suspects.keys().next().unwrap().clone();
-    suspects[&name] = serde_json::json!({
-        "attempts": 4, "first_failed": epoch_now() - 7200, "next_try": 0
-    });
-    fs::write(env.state_dir().join("state.json"), state.to_string()).unwrap();
+    env.sql(&format!(
+        "UPDATE spool SET suspect_attempts = 4, first_failed = {}, next_try = 0 \
+         WHERE ip = '45.155.205.1'",
+        epoch_now() - 7200
+    ));
     queue_during_backoff(&env, &["45.155.205.3"]);
     let flush = env.run(&["flush"]);
     assert!(flush.stdout.contains("1 set aside"), "{}", flush.stdout);
@@ -429,7 +450,11 @@ fn a_report_that_keeps_failing_alone_is_set_aside_after_an_hour() {
     assert_eq!(status["set_aside"], 1, "{status}");
     assert_eq!(status["suspects"], 0, "{status}");
     assert_eq!(status["waiting"], 0, "{status}");
-    assert!(env.state_dir().join("set-aside").join(&name).exists());
+    assert_eq!(
+        env.sql_count("SELECT count(*) FROM set_aside WHERE ip = '45.155.205.1'"),
+        1,
+        "kept for the operator"
+    );
 }
 
 #[test]
@@ -502,16 +527,15 @@ fn a_report_killed_in_flight_leaves_no_cooldown_behind() {
     );
 }
 
-fn boot_mark(wall: u64) -> serde_json::Value {
+/// The state row as a run would leave it when the wall clock read `wall`.
+fn set_clock_mark(env: &TestEnv, wall: u64) {
     let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     let uptime = fs::read_to_string("/proc/uptime").unwrap();
     let uptime: u64 = uptime.split('.').next().unwrap().parse().unwrap();
-    serde_json::json!({"boot_id": boot_id.trim(), "uptime": uptime, "wall": wall})
-}
-
-fn write_state(env: &TestEnv, state: &serde_json::Value) {
-    fs::create_dir_all(env.spool_dir()).unwrap();
-    fs::write(env.state_dir().join("state.json"), state.to_string()).unwrap();
+    env.sql(&format!(
+        "UPDATE state SET clock_boot_id = '{}', clock_uptime = {uptime}, clock_wall = {wall}",
+        boot_id.trim()
+    ));
 }
 
 #[test]
@@ -520,27 +544,26 @@ fn reports_queued_while_the_clock_was_days_behind_are_not_dropped_as_old() {
     let now = epoch_now();
     let then = now - 5 * 86_400;
     // The last run saw the clock 5 days behind; since then it was set right.
-    write_state(&env, &serde_json::json!({"clock_mark": boot_mark(then)}));
-    fs::write(
-        env.spool_dir()
-            .join(format!("{:020}-1-0.json", u128::from(then) * 1_000_000_000)),
-        format!(r#"{{"ip":"{IP}","categories":"18","comment":"c","queued_at":{then}}}"#),
-    )
-    .unwrap();
+    set_clock_mark(&env, then);
+    env.sql(&format!(
+        "INSERT INTO spool (ip, categories, comment, queued_at) VALUES ('{IP}', '18', 'c', {then})"
+    ));
     let flush = env.run(&["flush"]);
     assert_eq!(flush.code, 0, "{}", flush.stdout);
     assert_eq!(env.api.accepted_reports().len(), 1, "{}", flush.stdout);
     assert_eq!(env.status()["dropped"], 0);
+    // Applied once: the next run finds the clock where it left it.
+    assert!(!env.run(&["flush"]).stderr.contains("was set"));
 }
 
 #[test]
 fn a_backoff_stamped_while_the_clock_was_ahead_is_clamped_once() {
     let env = TestEnv::new("clock-ahead");
     let now = epoch_now();
-    write_state(
-        &env,
-        &serde_json::json!({"backoff_until": now + 30 * 86_400, "backoff_reason": "HTTP 503"}),
-    );
+    env.sql(&format!(
+        "UPDATE state SET backoff_until = {}, backoff_reason = 'HTTP 503'",
+        now + 30 * 86_400
+    ));
     let run = env.queue(IP);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stderr.matches("clamped").count(), 1, "{}", run.stderr);
@@ -558,11 +581,11 @@ fn a_backoff_stamped_while_the_clock_was_ahead_is_clamped_once() {
 fn a_cooldown_stamped_while_the_clock_was_ahead_is_clamped() {
     let env = TestEnv::new("clock-cooldown");
     let now = epoch_now();
-    // The older per-IP form, as a clock 30 days ahead left it.
-    write_state(
-        &env,
-        &serde_json::json!({"cooldown": {IP: now + 30 * 86_400}}),
-    );
+    // A whole-IP entry (category 0, as 0.1 kept them), as a clock 30 days ahead left it.
+    env.sql(&format!(
+        "INSERT INTO cooldown (ip, category, at) VALUES ('{IP}', 0, {})",
+        now + 30 * 86_400
+    ));
     let run = env.run(&["report", "--categories", "18", "--", IP]);
     assert!(run.stderr.contains("clamped"), "{}", run.stderr);
     let stamp = env.state()["cooldown"][IP]["0"].as_u64().unwrap();
@@ -693,11 +716,19 @@ fn a_fifo_as_the_config_file_does_not_hang_the_ban() {
 
 #[test]
 fn a_huge_or_misplaced_state_file_is_bounded_and_said() {
-    for (tag, plant) in [("state-huge", 0), ("state-dir", 1)] {
-        let env = TestEnv::new(tag);
-        fs::create_dir_all(env.spool_dir()).unwrap();
-        let file = env.state_dir().join("state.json");
-        if plant == 0 {
+    // (file, a huge sparse file or a directory, what the warning names)
+    let cases = [
+        ("state.db", true, "damaged"),
+        ("state.db", false, "not a regular file"),
+        ("state.json", true, "larger than"),
+        ("state.json", false, "not a regular file"),
+    ];
+    for (name, huge, said) in cases {
+        let tag = format!("{name}-{}", if huge { "huge" } else { "dir" });
+        let env = TestEnv::new(&tag);
+        fs::create_dir_all(env.state_dir()).unwrap();
+        let file = env.state_dir().join(name);
+        if huge {
             let f = fs::File::create(&file).unwrap();
             f.set_len(300 * 1024 * 1024).unwrap();
         } else {
@@ -711,7 +742,7 @@ fn a_huge_or_misplaced_state_file_is_bounded_and_said() {
             run.elapsed
         );
         assert!(
-            run.stderr.contains("state file") && run.stderr.contains("start over"),
+            run.stderr.contains(name) && run.stderr.contains(said),
             "{tag}: said: {}",
             run.stderr
         );

@@ -265,7 +265,7 @@ fn concurrent_reports_and_flushes_deliver_each_report_exactly_once() {
     }
     assert_eq!(env.spooled(), 0);
     let counts = accepted_per_ip(&env.api);
-    assert_eq!(counts.len(), 30, "{counts:?}");
+    assert_eq!(counts.len(), 30, "{counts:?} {}", env.status());
     assert!(counts.values().all(|n| *n == 1), "sent twice: {counts:?}");
 }
 
@@ -308,7 +308,8 @@ fn spool_limits_drop_oldest_and_count_it() {
     assert_eq!(env.spooled(), 5);
     let status = env.run(&["status", "--json"]).json();
     assert_eq!(status["dropped"], 3);
-    // Age: a report spooled "two days ago" goes at the next delivery attempt.
+    // Age: a report queued "two days ago" goes at the next delivery attempt.
+    std::fs::create_dir_all(env.spool_dir()).unwrap();
     std::fs::write(
         env.spool_dir().join("00000000001000000000-1-0.json"),
         format!(
@@ -453,7 +454,7 @@ fn a_new_sender_outlasts_a_brief_probe_of_its_lock() {
     assert_eq!(env.spooled(), 1);
     // Another process (a `status`, a starting report) holds the sender lock for a moment,
     // just as the new sender starts.
-    let lock = std::fs::File::open(env.spool_dir()).unwrap();
+    let lock = std::fs::File::open(env.state_dir()).unwrap();
     lock.lock().unwrap();
     let sender = std::thread::spawn({
         let cmd = env.command(&["send-spool"]);

@@ -31,9 +31,6 @@ _reportedip__report() {
             reportedip__report,report)
                 cmd="reportedip__report__subcmd__report"
                 ;;
-            reportedip__report,send-spool)
-                cmd="reportedip__report__subcmd__send__subcmd__spool"
-                ;;
             reportedip__report,status)
                 cmd="reportedip__report__subcmd__status"
                 ;;
@@ -55,9 +52,6 @@ _reportedip__report() {
             reportedip__report__subcmd__help,report)
                 cmd="reportedip__report__subcmd__help__subcmd__report"
                 ;;
-            reportedip__report__subcmd__help,send-spool)
-                cmd="reportedip__report__subcmd__help__subcmd__send__subcmd__spool"
-                ;;
             reportedip__report__subcmd__help,status)
                 cmd="reportedip__report__subcmd__help__subcmd__status"
                 ;;
@@ -71,7 +65,7 @@ _reportedip__report() {
 
     case "${cmd}" in
         reportedip__report)
-            opts="-c -h -V --config --help --version report verify-key flush status check categories send-spool help"
+            opts="-c -h -V --config --help --version report verify-key flush status check categories help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -159,7 +153,7 @@ _reportedip__report() {
             return 0
             ;;
         reportedip__subcmd__report__subcmd__help)
-            opts="report verify-key flush status check categories send-spool help"
+            opts="report verify-key flush status check categories help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -242,20 +236,6 @@ _reportedip__report() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        reportedip__subcmd__report__subcmd__help__subcmd__send__subcmd__spool)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         reportedip__subcmd__report__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -307,28 +287,6 @@ _reportedip__report() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -c)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        reportedip__subcmd__report__subcmd__send__subcmd__spool)
-            opts="-c -h --config --help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -25,7 +25,7 @@ function __fish_reportedip_report_using_subcommand
 end
 
 complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -s c -l config -d 'Configuration file' -r -F
-complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -s h -l help -d 'Print help'
 complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -s V -l version -d 'Print version'
 complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "report" -d 'Report an attacking IP address (what fail2ban\'s actionban runs)'
 complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "verify-key" -d 'Check the config and the API key; show the key\'s permissions and daily report usage'
@@ -33,7 +33,6 @@ complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a 
 complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "status" -d 'Show the spool, backoff, quota and last outcomes'
 complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "check" -d 'Look an IP address up at ReportedIP (costs one of the day\'s checks)'
 complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "categories" -d 'List the category IDs and names'
-complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "send-spool" -d 'Deliver the spool in the background (started by `report`)'
 complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand report" -l categories -d 'Comma-separated category IDs or names, e.g. `18,22` or `ssh,brute-force` [default: the jail\'s categories, then `categories` in the config]' -r
 complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand report" -l jail -d 'fail2ban jail name (picks default categories and fills the comment)' -r
@@ -60,13 +59,10 @@ complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand chec
 complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand check" -s h -l help -d 'Print help'
 complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand categories" -s c -l config -d 'Configuration file' -r -F
 complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand categories" -s h -l help -d 'Print help'
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand send-spool" -s c -l config -d 'Configuration file' -r -F
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand send-spool" -s h -l help -d 'Print help'
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories send-spool help" -f -a "report" -d 'Report an attacking IP address (what fail2ban\'s actionban runs)'
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories send-spool help" -f -a "verify-key" -d 'Check the config and the API key; show the key\'s permissions and daily report usage'
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories send-spool help" -f -a "flush" -d 'Deliver spooled reports now, oldest first, in the foreground'
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories send-spool help" -f -a "status" -d 'Show the spool, backoff, quota and last outcomes'
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories send-spool help" -f -a "check" -d 'Look an IP address up at ReportedIP (costs one of the day\'s checks)'
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories send-spool help" -f -a "categories" -d 'List the category IDs and names'
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories send-spool help" -f -a "send-spool" -d 'Deliver the spool in the background (started by `report`)'
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories send-spool help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories help" -f -a "report" -d 'Report an attacking IP address (what fail2ban\'s actionban runs)'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories help" -f -a "verify-key" -d 'Check the config and the API key; show the key\'s permissions and daily report usage'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories help" -f -a "flush" -d 'Deliver spooled reports now, oldest first, in the foreground'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories help" -f -a "status" -d 'Show the spool, backoff, quota and last outcomes'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories help" -f -a "check" -d 'Look an IP address up at ReportedIP (costs one of the day\'s checks)'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories help" -f -a "categories" -d 'List the category IDs and names'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

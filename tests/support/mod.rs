@@ -93,8 +93,33 @@ impl TestEnv {
         self.dir.path().join("state")
     }
 
+    /// Where report files wait for the next sender to import them (the inbox).
     pub fn spool_dir(&self) -> PathBuf {
-        self.state_dir().join("spool")
+        self.state_dir().join("inbox")
+    }
+
+    /// The state database, created (as any run creates it) if it is not there yet.
+    pub fn db(&self) -> rusqlite::Connection {
+        if !self.state_dir().join("state.db").exists() {
+            let run = self.run(&["upgrade-state"]);
+            assert_eq!(run.code, 0, "upgrade-state: {}", run.all_output());
+        }
+        let conn = rusqlite::Connection::open(self.state_dir().join("state.db")).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn
+    }
+
+    /// Runs SQL statements on the state database.
+    pub fn sql(&self, statements: &str) {
+        self.db().execute_batch(statements).unwrap();
+    }
+
+    /// One number from the state database.
+    pub fn sql_count(&self, query: &str) -> u64 {
+        if !self.state_dir().join("state.db").exists() {
+            return 0;
+        }
+        self.db().query_row(query, [], |row| row.get(0)).unwrap()
     }
 
     /// The standard config plus `extra` lines (which may override nothing already set).
@@ -150,21 +175,61 @@ impl TestEnv {
         self.run(&["report", "--queue", "--categories", "18", "--", ip])
     }
 
-    /// Reports waiting in the spool.
+    /// Reports waiting: rows of the spool and files in the inbox.
     pub fn spooled(&self) -> usize {
-        fs::read_dir(self.spool_dir()).map_or(0, |d| {
+        let files = fs::read_dir(self.spool_dir()).map_or(0, |d| {
             d.filter_map(Result::ok)
                 .filter(|e| {
                     let name = e.file_name().to_string_lossy().to_string();
                     name.ends_with(".json") && !name.starts_with('.')
                 })
                 .count()
-        })
+        });
+        files + self.sql_count("SELECT count(*) FROM spool") as usize
     }
 
+    /// The state row as a JSON object, with the cooldown table as `{ip: {category: at}}`.
     pub fn state(&self) -> serde_json::Value {
-        let text = fs::read_to_string(self.state_dir().join("state.json")).unwrap_or_default();
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+        if !self.state_dir().join("state.db").exists() {
+            return serde_json::Value::Null;
+        }
+        let db = self.db();
+        let mut stmt = db.prepare("SELECT * FROM state").unwrap();
+        let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
+        let mut state = stmt
+            .query_row([], |row| {
+                let mut object = serde_json::Map::new();
+                for (index, name) in names.iter().enumerate() {
+                    let value = match row.get_ref(index)? {
+                        rusqlite::types::ValueRef::Integer(n) => serde_json::json!(n),
+                        rusqlite::types::ValueRef::Text(t) => {
+                            serde_json::json!(String::from_utf8_lossy(t))
+                        }
+                        _ => serde_json::Value::Null,
+                    };
+                    object.insert(name.clone(), value);
+                }
+                Ok(serde_json::Value::Object(object))
+            })
+            .unwrap();
+        let mut cooldown = serde_json::Map::new();
+        let mut stmt = db.prepare("SELECT ip, category, at FROM cooldown").unwrap();
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, u8>(1)?,
+                    row.get::<_, u64>(2)?,
+                ))
+            })
+            .unwrap();
+        for row in rows {
+            let (ip, category, at) = row.unwrap();
+            cooldown.entry(ip).or_insert_with(|| serde_json::json!({}))[category.to_string()] =
+                at.into();
+        }
+        state["cooldown"] = serde_json::Value::Object(cooldown);
+        state
     }
 
     /// Ends the backoff window, as if its time had passed.
@@ -174,13 +239,10 @@ impl TestEnv {
 
     /// Moves the end of the backoff window (UNIX seconds), as the clock would.
     pub fn set_backoff_until(&self, at: u64) {
-        fs::create_dir_all(self.spool_dir()).unwrap();
-        let mut state = self.state();
-        if state.is_null() {
-            state = serde_json::json!({});
-        }
-        state["backoff_until"] = at.into();
-        fs::write(self.state_dir().join("state.json"), state.to_string()).unwrap();
+        self.sql(&format!(
+            "UPDATE state SET backoff_until = {at}, backoff_granted = 3600, \
+             backoff_reason = coalesce(backoff_reason, 'test')"
+        ));
     }
 
     /// What `status --json` says now.

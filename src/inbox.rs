@@ -1,5 +1,8 @@
-//! The spool: one JSON file per report waiting for delivery, named so that a directory
-//! listing sorted by name is oldest first. Files are written atomically (temp, fsync, rename).
+//! The inbox: where a ban goes when another process holds the store longer than a ban may
+//! wait (a hung or stopped writer). One JSON file per report, written atomically (temp,
+//! fsync, rename) and named so that a listing sorted by name is oldest first; the next writer
+//! imports them into the spool. 0.1's spool files have the same form and are imported the
+//! same way.
 
 use std::fs::{self, DirBuilder};
 use std::io;
@@ -11,25 +14,37 @@ use thiserror::Error;
 
 use crate::fsio;
 use crate::report::Report;
+use crate::state::State;
+use crate::store::Txn;
 
-/// Largest spool file read: a report is a few hundred bytes.
+/// Most files one transaction imports, so that no transaction grows without bound.
+const IMPORT_BATCH: usize = 1000;
+/// Temp files older than this were left by a writer that died (`kill -9` mid-write).
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What an import took in: the files to remove once the transaction is committed, and what
+/// to say.
+#[derive(Debug, Default)]
+pub struct Imported {
+    pub files: Vec<Entry>,
+    pub notes: Vec<String>,
+}
+
+/// Largest inbox file read: a report is a few hundred bytes.
 const MAX_REPORT_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, Error)]
-pub enum SpoolError {
-    /// Gone since it was listed (delivered by another process, or dropped by the limits).
-    #[error("no longer in the spool")]
+pub enum InboxError {
+    /// Gone since it was listed (imported by another process).
+    #[error("no longer in the inbox")]
     Gone,
     #[error("cannot be read: {0}")]
     Unreadable(io::Error),
     #[error("is not a valid report: {0}")]
     Invalid(serde_json::Error),
-    /// Readable, but the API fails on it alone.
-    #[error("{0}")]
-    Suspect(String),
 }
 
-/// A spool file found on disk, not yet read.
+/// An inbox file found on disk, not yet read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub path: PathBuf,
@@ -37,12 +52,12 @@ pub struct Entry {
     pub written_at: u64,
 }
 
-pub struct Spool {
+pub struct Inbox {
     dir: PathBuf,
     set_aside_dir: PathBuf,
 }
 
-impl Spool {
+impl Inbox {
     pub fn new(dir: PathBuf, set_aside_dir: PathBuf) -> Self {
         Self { dir, set_aside_dir }
     }
@@ -62,13 +77,27 @@ impl Spool {
         );
         let path = self.dir.join(name);
         let bytes = serde_json::to_vec(report).map_err(io::Error::other)?;
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&self.dir)
+            .or_else(|err| match err.kind() {
+                io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(err),
+            })?;
+        if let Some(why) = fsio::untrusted_dir(&self.dir) {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+        }
         fsio::write_atomic(&path, &bytes)?;
         Ok(path)
     }
 
-    /// Waiting reports, oldest first.
+    /// Waiting reports, oldest first; none when there is no inbox.
     pub fn entries(&self) -> io::Result<Vec<Entry>> {
-        let mut entries: Vec<Entry> = fs::read_dir(&self.dir)?
+        let dir = match fs::read_dir(&self.dir) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            other => other?,
+        };
+        let mut entries: Vec<Entry> = dir
             .filter_map(Result::ok)
             .filter_map(|dirent| {
                 let name = dirent.file_name().into_string().ok()?;
@@ -100,18 +129,18 @@ impl Spool {
         })
     }
 
-    /// Reads a spooled report; serde applies the checks of a new one, so that a damaged or
+    /// Reads a waiting report; serde applies the checks of a new one, so that a damaged or
     /// forged file is never half-sent.
-    pub fn read(&self, entry: &Entry) -> Result<Report, SpoolError> {
+    pub fn read(&self, entry: &Entry) -> Result<Report, InboxError> {
         let bytes =
             fsio::read_own_file(&entry.path, MAX_REPORT_BYTES).map_err(|err| match err.kind() {
-                io::ErrorKind::NotFound => SpoolError::Gone,
-                _ => SpoolError::Unreadable(err),
+                io::ErrorKind::NotFound => InboxError::Gone,
+                _ => InboxError::Unreadable(err),
             })?;
-        serde_json::from_slice(&bytes).map_err(SpoolError::Invalid)
+        serde_json::from_slice(&bytes).map_err(InboxError::Invalid)
     }
 
-    /// Removes a delivered (or finally rejected) report. Gone already is fine.
+    /// Removes an imported report. Gone already is fine.
     pub fn remove(&self, entry: &Entry) -> io::Result<()> {
         match fs::remove_file(&entry.path) {
             Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
@@ -132,31 +161,6 @@ impl Spool {
         let target = self.set_aside_dir.join(name);
         fs::rename(&entry.path, &target)?;
         Ok(target)
-    }
-
-    /// Moves the queue time in every waiting report's name by `by` seconds (the clock was
-    /// set while they waited), keeping their order.
-    pub fn shift_queue_times(&self, by: i64) {
-        let Ok(entries) = self.entries() else {
-            return;
-        };
-        let by_nanos = i128::from(by) * 1_000_000_000;
-        for entry in entries {
-            let Some(name) = entry.path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            let Some(nanos) = name
-                .get(..20)
-                .and_then(|digits| digits.parse::<i128>().ok())
-            else {
-                continue;
-            };
-            let moved = (nanos + by_nanos).max(0);
-            let _ = fs::rename(
-                &entry.path,
-                self.dir.join(format!("{moved:020}{}", &name[20..])),
-            );
-        }
     }
 
     /// Removes temp files (`.name.tmp`) older than `age`, left by a writer that died before
@@ -195,29 +199,77 @@ impl Spool {
         }
     }
 
-    /// Drops reports beyond `max` files or older than `max_age` seconds, oldest first;
-    /// returns how many went and how many are left (one listing serves both).
-    pub fn enforce_limits(&self, max: usize, max_age: u64, now: u64) -> io::Result<(u64, usize)> {
-        let entries = self.entries()?;
-        let excess = entries.len().saturating_sub(max);
-        let mut dropped = 0;
-        for (index, entry) in entries.iter().enumerate() {
-            let too_old = now.saturating_sub(entry.written_at) > max_age;
-            if index >= excess && !too_old {
-                break;
-            }
-            if fs::remove_file(&entry.path).is_ok() {
-                dropped += 1;
-            }
-        }
-        let left = entries.len() - usize::try_from(dropped).unwrap_or(entries.len());
-        Ok((dropped, left))
+    /// Moves waiting files into the spool inside `tx` (each with its cooldown), at most
+    /// [`IMPORT_BATCH`]; the caller removes [`Imported::files`] once `tx` is committed. A file
+    /// imported already (a crash before its removal) is not added twice. Unreadable files are
+    /// set aside, counted and said.
+    pub fn import(
+        &self,
+        tx: &Txn,
+        state: &mut State,
+        cooldown: u64,
+        now: u64,
+    ) -> rusqlite::Result<Imported> {
+        self.import_up_to(tx, state, cooldown, now, IMPORT_BATCH)
     }
 
-    /// Age in seconds of the oldest waiting report.
-    pub fn oldest_age(&self, now: u64) -> Option<u64> {
-        let entries = self.entries().ok()?;
-        entries.first().map(|e| now.saturating_sub(e.written_at))
+    /// [`Inbox::import`] of at most `limit` files.
+    pub fn import_up_to(
+        &self,
+        tx: &Txn,
+        state: &mut State,
+        cooldown: u64,
+        now: u64,
+        limit: usize,
+    ) -> rusqlite::Result<Imported> {
+        let mut imported = Imported::default();
+        let stale = self.remove_stale_temps(STALE_TEMP);
+        if stale > 0 {
+            state.stale_temps_removed += stale;
+            imported.notes.push(format!(
+                "removed {stale} temp file(s) in {} left by an interrupted write",
+                self.dir.display()
+            ));
+        }
+        for entry in self.entries().unwrap_or_default().into_iter().take(limit) {
+            let name = entry
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            match self.read(&entry) {
+                Ok(report) => {
+                    if tx.spool_add_from(&report, name.as_deref())? {
+                        let ip = report.ip.to_string();
+                        let at = report.queued_at.min(now);
+                        tx.note_cooldown(&ip, &report.categories, at, cooldown)?;
+                        state.inbox_imported += 1;
+                    }
+                    imported.files.push(entry);
+                }
+                Err(InboxError::Gone) => {}
+                Err(why) => {
+                    state.set_aside += 1;
+                    imported.notes.push(self.put_aside(&entry, &why));
+                }
+            }
+        }
+        Ok(imported)
+    }
+
+    /// Sets an unreadable file aside (or, if it cannot be moved, removes it, so that it is
+    /// never retried); the line that says so.
+    fn put_aside(&self, entry: &Entry, why: &InboxError) -> String {
+        let target = match self.set_aside(entry) {
+            Ok(path) => format!("moved to {}", path.display()),
+            Err(err) => match self.discard(entry) {
+                Ok(()) => format!("could not be moved ({err}); removed"),
+                Err(gone) => format!("could be neither moved ({err}) nor removed ({gone})"),
+            },
+        };
+        format!(
+            "unreadable report file {} ({why}) not sent; {target}",
+            entry.path.display()
+        )
     }
 
     pub fn dir(&self) -> &Path {
@@ -229,13 +281,14 @@ impl Spool {
     }
 }
 
-/// Spool files end in `.json`; temp files start with a dot.
+/// Inbox files end in `.json`; temp files start with a dot.
 fn is_report_name(name: &str) -> bool {
     !name.starts_with('.') && name.ends_with(".json")
 }
 
 /// The name starts with the write time in nanoseconds; a foreign name counts as written now
-/// (age 0) rather than as ancient, so it is never silently dropped for age.
+/// (age 0) rather than as ancient, so it is never silently dropped for age; its import uses
+/// the time stored inside.
 fn written_at(name: &str) -> u64 {
     name.split('-')
         .next()
@@ -250,10 +303,10 @@ mod tests {
 
     use crate::categories::Categories;
 
-    fn temp_spool() -> (tempfile::TempDir, Spool) {
+    fn temp_inbox() -> (tempfile::TempDir, Inbox) {
         let root = tempfile::tempdir().unwrap();
-        fs::create_dir_all(root.path().join("spool")).unwrap();
-        let spool = Spool::new(root.path().join("spool"), root.path().join("set-aside"));
+        fs::create_dir_all(root.path().join("inbox")).unwrap();
+        let spool = Inbox::new(root.path().join("inbox"), root.path().join("set-aside"));
         (root, spool)
     }
 
@@ -269,7 +322,7 @@ mod tests {
 
     #[test]
     fn reports_come_back_oldest_first() {
-        let (_root, spool) = temp_spool();
+        let (_root, spool) = temp_inbox();
         for ip in ["45.1.1.1", "45.1.1.2", "45.1.1.3"] {
             spool.add(&report(ip)).unwrap();
         }
@@ -287,7 +340,7 @@ mod tests {
 
     #[test]
     fn damaged_files_are_refused_and_set_aside() {
-        let (_root, spool) = temp_spool();
+        let (_root, spool) = temp_inbox();
         fs::write(
             spool.dir().join("00000000000000000001-1-0.json"),
             b"{\"ip\":\"45.1",
@@ -301,37 +354,14 @@ mod tests {
         let entries = spool.entries().unwrap();
         assert!(matches!(
             spool.read(&entries[0]),
-            Err(SpoolError::Invalid(_))
+            Err(InboxError::Invalid(_))
         ));
         let err = spool.read(&entries[1]).unwrap_err().to_string();
         assert!(err.contains("private"), "{err}");
         fs::remove_file(&entries[1].path).unwrap();
-        assert!(matches!(spool.read(&entries[1]), Err(SpoolError::Gone)));
+        assert!(matches!(spool.read(&entries[1]), Err(InboxError::Gone)));
         spool.set_aside(&entries[0]).unwrap();
         assert_eq!(spool.entries().unwrap().len(), 0);
         assert_eq!(spool.set_aside_count(), 1);
-    }
-
-    #[test]
-    fn limits_drop_the_oldest() {
-        let (_root, spool) = temp_spool();
-        for n in 1..=5u64 {
-            let name = format!("{:020}-1-0.json", n * 1_000_000_000);
-            fs::write(
-                spool.dir().join(name),
-                serde_json::to_vec(&report("45.1.1.1")).unwrap(),
-            )
-            .unwrap();
-        }
-        assert_eq!(spool.enforce_limits(3, 1000, 5).unwrap(), (2, 3));
-        let left: Vec<u64> = spool
-            .entries()
-            .unwrap()
-            .iter()
-            .map(|e| e.written_at)
-            .collect();
-        assert_eq!(left, [3, 4, 5]);
-        assert_eq!(spool.enforce_limits(10, 1, 6).unwrap(), (2, 1));
-        assert_eq!(spool.entries().unwrap().len(), 1);
     }
 }
