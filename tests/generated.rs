@@ -63,15 +63,40 @@ fn man_page() -> Vec<u8> {
          the other commands:\n.TP\n0\nsent, deliberately skipped (cooldown, non\\-global address, \
          ignore list), or done\n.TP\n1\nnot delivered now: kept in the spool for retry\n.TP\n2\n\
          usage error or invalid input\n.TP\n3\nthe API rejected the report (HTTP 400/422)\n.TP\n4\n\
-         the key was refused or may not report\n.TP\n5\nconfiguration error",
+         the key was refused or may not report\n.TP\n5\nconfiguration error\n.TP\n7\n\
+         \\fBstatus\\fR cannot read the state (\\fBstatus \\-\\-prometheus\\fR still exits 0 and \
+         prints reportedip_state_readable 0)",
+    );
+    section(
+        &mut roff,
+        "CONFIGURATION",
+        "One TOML file (see FILES). Unknown keys are errors. Keys:\n\
+         .TP\napi_key\nThe ReportedIP API key (required to send).\n\
+         .TP\napi_url\nAPI base, https:// only (http:// for loopback); default \
+         https://reportedip.com/wp\\-json/reportedip/v2.\n\
+         .TP\ntimeout\nSeconds for one request, DNS and body included, 1\\-60; default 10.\n\
+         .TP\ncategories\nLast\\-resort categories, \"18,22\" or [18, \"ssh\"].\n\
+         .TP\ncomment\nComment template with {ip}, {jail}, {failures}; default \
+         \"fail2ban {jail}: {failures} failed attempts\".\n\
+         .TP\nignore\nNetworks never reported, e.g. [\"198.51.100.0/24\"].\n\
+         .TP\nstate_dir\nThe state database; default /var/lib/reportedip\\-report.\n\
+         .TP\ncooldown\nSeconds before one IP is reported again with the same categories; \
+         default 86400.\n\
+         .TP\nspool_max\nReports kept at most; default 10000.\n\
+         .TP\nspool_max_age\nSeconds a report may wait; default 86400.\n\
+         .TP\nsyslog\nAlso log to syslog; default true.\n\
+         .TP\nca_file\nExtra trusted CA certificates (PEM).\n\
+         .TP\nmetrics_file\nWhere flush writes the status \\-\\-prometheus metrics.\n\
+         .TP\n[jail_categories]\nPer\\-jail categories, e.g. my\\-webapp = \"18,21\".",
     );
     section(
         &mut roff,
         "FILES",
         ".TP\n/etc/reportedip/reportedip.toml\nConfiguration with the API key; must be mode 0600 \
          (not group\\- or world\\-accessible) and owned by the user or root.\n.TP\n\
-         /var/lib/reportedip\\-report\nDefault state_dir: spool/, set\\-aside/, state.json \
-         (backoff, cooldown, counters), lock files.\n.TP\n/etc/fail2ban/action.d/reportedip.conf\n\
+         /var/lib/reportedip\\-report\nDefault state_dir: state.db (SQLite: spool, backoff, \
+         cooldown, counters; readable with sqlite3 \\-readonly), inbox/, set\\-aside/.\n.TP\n\
+         /etc/fail2ban/action.d/reportedip.conf\n\
          The fail2ban action.",
     );
     section(
@@ -107,7 +132,13 @@ fn man_page() -> Vec<u8> {
 fn man_page_is_current() {
     let page = man_page();
     let text = String::from_utf8(page.clone()).unwrap();
-    for heading in ["EXIT STATUS", "FILES", "ENVIRONMENT", "EXAMPLES"] {
+    for heading in [
+        "EXIT STATUS",
+        "CONFIGURATION",
+        "FILES",
+        "ENVIRONMENT",
+        "EXAMPLES",
+    ] {
         assert!(
             text.contains(&format!(".SH \"{heading}\"")),
             "{heading} missing"

@@ -193,15 +193,11 @@ fn newest_first_when_more_wait_than_the_quota_allows() {
     let reset = epoch_now() + 6 * 3600;
     let env = TestEnv::with_api("quota-newest", quota_api(50, 2, reset));
     // The last answer left 2 reports today; 5 wait (queued while a backoff held them).
-    std::fs::create_dir_all(env.spool_dir()).unwrap();
-    std::fs::write(
-        env.state_dir().join("state.json"),
-        format!(
-            r#"{{"backoff_until":{},"quota":{{"limit":50,"remaining":2,"reset":{reset}}}}}"#,
-            epoch_now() + 3600
-        ),
-    )
-    .unwrap();
+    env.sql(&format!(
+        "UPDATE state SET backoff_until = {}, backoff_granted = 3600, backoff_reason = 'HTTP 503', \
+         quota_known = 1, quota_limit = 50, quota_remaining = 2, quota_reset = {reset}",
+        epoch_now() + 3600
+    ));
     for n in 1..=5 {
         run(
             &env,
@@ -221,4 +217,37 @@ fn newest_first_when_more_wait_than_the_quota_allows() {
     let sent = env.api.fields("ip");
     assert_eq!(sent, ["45.155.205.5", "45.155.205.4"], "newest first");
     assert_eq!(env.spooled(), 3);
+}
+
+#[test]
+fn the_order_is_decided_again_once_an_answer_tells_the_quota() {
+    let reset = epoch_now() + 6 * 3600;
+    // Nothing known about the quota yet; the API has 3 reports left today; 8 wait.
+    let env = TestEnv::with_api("quota-learned", quota_api(50, 3, reset));
+    env.set_backoff_until(epoch_now() + 3600);
+    for n in 1..=8 {
+        run(
+            &env,
+            &[
+                "report",
+                "--queue",
+                "--jail",
+                "sshd",
+                "--",
+                &format!("45.155.205.{n}"),
+            ],
+        );
+    }
+    env.end_backoff();
+    let flush = env.run(&["flush"]);
+    assert_eq!(flush.code, 1, "stopped by the quota: {}", flush.stdout);
+    // The first goes out oldest first (nothing was known); its answer says 2 are left
+    // for 7 waiting, so the newest go next.
+    let sent = env.api.fields("ip");
+    assert_eq!(
+        sent,
+        ["45.155.205.1", "45.155.205.8", "45.155.205.7"],
+        "{sent:?}"
+    );
+    assert_eq!(env.spooled(), 5);
 }
