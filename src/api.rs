@@ -126,6 +126,8 @@ pub struct Client {
     key: SecretString,
     timeout: Duration,
     roots: String,
+    /// Why the roots asked for (`ca_file`) could not be loaded: no request is made then.
+    trust_problem: Option<String>,
     /// Whether a signal may end the wait for an answer (see [`crate::delivery::within`]).
     interruptible: bool,
 }
@@ -137,15 +139,23 @@ impl Client {
         // Plain http is only ever allowed to loopback, where a proxy from the environment
         // would be the one place the key could leak in clear text; and it needs no roots.
         let (proxy, trust) = if https {
-            let trust = trust::load(config.ca_file.as_deref());
-            (ureq::Proxy::try_from_env(), Some(trust))
+            (
+                ureq::Proxy::try_from_env(),
+                Some(trust::load(config.ca_file.as_deref())),
+            )
         } else {
             (None, None)
         };
-        let roots = trust.as_ref().map_or_else(
-            || "none needed (plain http to loopback)".to_string(),
-            |trust| trust.description.clone(),
-        );
+        let roots = match &trust {
+            None => "none needed (plain http to loopback)".to_string(),
+            Some(Ok(trust)) => trust.description.clone(),
+            Some(Err(why)) => why.clone(),
+        };
+        let (trust, trust_problem) = match trust {
+            Some(Err(why)) => (None, Some(why)),
+            Some(Ok(trust)) => (Some(trust), None),
+            None => (None, None),
+        };
         let mut builder = Agent::config_builder()
             .timeout_global(Some(config.timeout))
             .max_redirects(0)
@@ -162,7 +172,19 @@ impl Client {
             key,
             timeout: config.timeout,
             roots,
+            trust_problem,
             interruptible: false,
+        }
+    }
+
+    /// A request that cannot be made safely: the roots asked for could not be loaded.
+    fn refuse_untrusted(&self) -> Result<(), Failure> {
+        match &self.trust_problem {
+            Some(why) => Err(Failure::Certificate {
+                host: host_of(&self.base),
+                problem: crate::delivery::CertProblem::Other(why.clone()),
+            }),
+            None => Ok(()),
         }
     }
 
@@ -191,6 +213,7 @@ impl Client {
     /// `Retry-After` values. An older deployment refuses the whole report over a category
     /// added recently; then the report goes once more without those, which the receipt says.
     pub fn send_report(&self, report: &Report, now: u64) -> Delivery {
+        self.refuse_untrusted()?;
         let delivery = self.post_report(report, now);
         let Some((fewer, dropped)) = without_recent_categories(report, &delivery) else {
             return delivery;
@@ -244,6 +267,7 @@ impl Client {
         query: Vec<(&'static str, String)>,
         now: u64,
     ) -> Result<T, Failure> {
+        self.refuse_untrusted()?;
         let client = self.clone();
         let url = format!("{}/{path}", self.base);
         crate::delivery::within(self.deadline(), false, move || {
@@ -299,18 +323,21 @@ impl Client {
     }
 }
 
+/// `host[:port]` of a URL.
+fn host_of(url: &str) -> String {
+    url.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or(url)
+        .to_string()
+}
+
 impl Client {
     /// A request that got no answer: a refused certificate said as such, else unreachable.
     fn failure(&self, err: &ureq::Error) -> Failure {
         if let Some(problem) = certificate_problem(err) {
-            let host = self
-                .base
-                .split("://")
-                .nth(1)
-                .and_then(|rest| rest.split('/').next())
-                .unwrap_or(&self.base);
             return Failure::Certificate {
-                host: host.to_string(),
+                host: host_of(&self.base),
                 problem,
             };
         }
@@ -441,16 +468,32 @@ fn receipt(reply: &Reply) -> Receipt {
     receipt
 }
 
-/// The `data` object of an answer (a `meta` beside it is ignored).
+/// The `data` object of an answer (a `meta` beside it is ignored). Every string in it (keys
+/// included) has its control, bidi and escape characters replaced before anything can show
+/// it: a server's text never reaches a terminal raw.
 fn parse_data<T: serde::de::DeserializeOwned>(body: &Result<String, String>) -> Result<T, String> {
     #[derive(Deserialize)]
-    struct Envelope<T> {
-        data: T,
+    struct Envelope {
+        data: serde_json::Value,
     }
     let body = body.as_ref().map_err(String::clone)?;
-    serde_json::from_str::<Envelope<T>>(body)
-        .map(|envelope| envelope.data)
-        .map_err(|err| err.to_string())
+    let envelope = serde_json::from_str::<Envelope>(body).map_err(|err| err.to_string())?;
+    serde_json::from_value(clean_value(envelope.data)).map_err(|err| err.to_string())
+}
+
+/// A JSON value with every string and key made safe to show ([`clean_text`]).
+fn clean_value(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => Value::String(clean_text(&text)),
+        Value::Array(items) => Value::Array(items.into_iter().map(clean_value).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| (clean_text(&key), clean_value(value)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// Reads the WordPress REST error shape, or the AbuseIPDB one, or nothing.

@@ -2,6 +2,7 @@
 //! hidden background sender. Each returns its exit code.
 
 use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
 use crate::api::Client;
 use crate::categories::{CATEGORIES, JAIL_CATEGORIES};
@@ -25,9 +26,17 @@ fn out(text: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
+/// The config's warnings (an old `api_url` mended at load), said by every command.
+fn warn_about(config: &Config) {
+    for warning in &config.warnings {
+        let _ = writeln!(std::io::stderr().lock(), "warning: {warning}");
+    }
+}
+
 /// The config and a client for its API.
 fn with_client(config: Result<Config, ConfigError>) -> Result<(Config, Client), Error> {
     let config = config?;
+    warn_about(&config);
     let key = config.require_key()?.clone();
     let client = Client::new(&config, key);
     Ok((config, client))
@@ -45,6 +54,7 @@ pub fn verify_key(
             message: format!("cannot verify the key: {}", failure.reason(&config.path)),
             code: failure.status().exit_code(),
         })?;
+    end_backoff(&config, clock());
     let problems = KeyView::problems(&key);
     let view = KeyView {
         config: config.path.clone(),
@@ -164,7 +174,11 @@ pub fn status(
     format: StatusFormat,
     clock: Clock,
 ) -> Result<u8, Error> {
-    let config = config?;
+    let config = match config {
+        Ok(config) => config,
+        Err(err) => return Err(with_held(err)),
+    };
+    warn_about(&config);
     let view = match status_view(&config, clock()) {
         Ok(view) => view,
         Err(why) if format == StatusFormat::Prometheus => {
@@ -182,6 +196,31 @@ pub fn status(
         StatusFormat::Prometheus => view.prometheus(),
     });
     Ok(exit::OK)
+}
+
+/// A config error, with the bans kept meanwhile, if any: they wait for the fix.
+fn with_held(err: ConfigError) -> Error {
+    let path = err.path().map_or_else(
+        || PathBuf::from(crate::config::DEFAULT_CONFIG_PATH),
+        Path::to_path_buf,
+    );
+    let dir = crate::config::state_dir_hint(&path);
+    let held = Store::open_existing(&dir)
+        .ok()
+        .flatten()
+        .and_then(|mut store| store.read(|tx| tx.held_summary()).ok())
+        .map_or(0, |(count, _)| count);
+    if held == 0 {
+        return Error::Config(err);
+    }
+    Error::Failed {
+        message: format!(
+            "{err}\n{held} ban(s) that arrived meanwhile are kept in {} and will be sent once \
+             the config is fixed",
+            dir.display()
+        ),
+        code: exit::CONFIG,
+    }
 }
 
 /// What `status` shows, read in one read transaction without waiting for any writer; why
@@ -213,10 +252,13 @@ pub fn status_view(config: &Config, now: u64) -> Result<StatusView, String> {
             tx.set_aside_len()?,
             tx.suspects()?,
             tx.cooldown_entries(now, config.cooldown)?,
+            tx.held_summary()?,
         ))
     });
-    let (state, spooled, oldest, set_aside, suspects, cooldown) =
+    let (state, spooled, oldest, set_aside, suspects, cooldown, (held, held_because)) =
         read.map_err(|err| unreadable(err.to_string()))?;
+    view.held = held;
+    view.held_because = held_because;
     let in_inbox = inbox.len() as u64;
     view.waiting = spooled + in_inbox;
     view.inbox = in_inbox;
@@ -317,6 +359,23 @@ fn api_backoff(state: &State, now: u64) -> Option<String> {
         return None;
     }
     state.backoff_note(now)
+}
+
+/// The API answered: a backoff an earlier failure started (the old address, an outage) ends,
+/// so waiting reports go out with the next sender instead of an hour later. Best effort: a
+/// state that cannot be written changes nothing here.
+fn end_backoff(config: &Config, now: u64) {
+    let Ok(Some(mut store)) = Store::open_existing(&config.state_dir) else {
+        return;
+    };
+    let _ = store.write(|tx| {
+        let (mut state, _) = tx.load(now)?;
+        if state.in_backoff(now) && !state.quota_held(now) {
+            state.end_backoff();
+        }
+        state.api_url = Some(config.api_url.clone());
+        tx.save(&state)
+    });
 }
 
 /// A check that found the API unreachable starts the backoff, as a report would.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,6 +19,18 @@ use crate::validate::Network;
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/reportedip/reportedip.toml";
 pub const DEFAULT_API_URL: &str = "https://reportedip.com/wp-json/reportedip/v2";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/reportedip-report";
+/// Overrides [`DEFAULT_STATE_DIR`], the state_dir of a config that names none (and where bans
+/// wait while no config can be read); for systems with another layout, and for tests.
+pub const STATE_DIR_ENV: &str = "REPORTEDIP_STATE_DIR";
+
+/// [`DEFAULT_STATE_DIR`], or [`STATE_DIR_ENV`] when it names an absolute path.
+pub fn default_state_dir() -> PathBuf {
+    std::env::var_os(STATE_DIR_ENV)
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+}
+
 pub const DEFAULT_COMMENT: &str = "fail2ban {jail}: {failures} failed attempts";
 pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
 /// The key in the packaged example config; it means "not configured yet".
@@ -30,7 +42,7 @@ pub const KEY_ENV: &str = "REPORTEDIP_API_KEY";
 pub enum ConfigError {
     #[error("config {path} not found; create it with your api_key and run chmod 600 {path}")]
     NotFound { path: PathBuf },
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}: {source}{}", unreadable_hint(source))]
     Unreadable { path: PathBuf, source: io::Error },
     #[error(
         "config {path} is mode {mode:04o}, so other users can read the API key; run chmod 600 {path}"
@@ -60,6 +72,68 @@ pub enum ConfigError {
     KeyEnvNotUnicode,
     #[error("{message}")]
     Misplaced { message: String },
+}
+
+/// What to do about a config that cannot be read.
+fn unreadable_hint(source: &io::Error) -> &'static str {
+    match source.kind() {
+        io::ErrorKind::PermissionDenied => {
+            "; it is root's: run the command as root (sudo), or point --config at a config you own"
+        }
+        _ => "",
+    }
+}
+
+impl ConfigError {
+    /// The config file the error is about, if it names one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            ConfigError::NotFound { path }
+            | ConfigError::Unreadable { path, .. }
+            | ConfigError::Permissions { path, .. }
+            | ConfigError::Owner { path, .. }
+            | ConfigError::Syntax { path, .. }
+            | ConfigError::Invalid { path, .. }
+            | ConfigError::MissingKey { path }
+            | ConfigError::Placeholder { path }
+            | ConfigError::BadKey { path } => Some(path),
+            ConfigError::KeyEnvNotUnicode | ConfigError::Misplaced { .. } => None,
+        }
+    }
+
+    /// Whether the file could not be read at all (as opposed to read and found wrong).
+    pub fn is_unreadable(&self) -> bool {
+        matches!(
+            self,
+            ConfigError::Unreadable { .. }
+                | ConfigError::Permissions { .. }
+                | ConfigError::Owner { .. }
+        )
+    }
+}
+
+/// Where reports wait while the config at `path` cannot be used: its `state_dir` if the file
+/// can be read and names an absolute one (a file of the wrong mode still tells where its
+/// state lives; its key is not used), else the default. Everything about such a report is
+/// decided again under the fixed config.
+pub fn state_dir_hint(path: &Path) -> PathBuf {
+    let read = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .and_then(|file| {
+            if !file.metadata()?.is_file() {
+                return Err(io::Error::other("not a regular file"));
+            }
+            let mut text = String::new();
+            io::Read::read_to_string(&mut io::Read::take(file, MAX_CONFIG_BYTES), &mut text)?;
+            Ok(text)
+        });
+    read.ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|table| table.get("state_dir")?.as_str().map(PathBuf::from))
+        .filter(|dir| dir.is_absolute())
+        .unwrap_or_else(default_state_dir)
 }
 
 /// The file as written; every value keeps its place so that an error can name the line
@@ -137,7 +211,7 @@ impl Config {
             categories: None,
             comment: DEFAULT_COMMENT.to_string(),
             ignore: Vec::new(),
-            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            state_dir: default_state_dir(),
             cooldown: 86_400,
             spool_max: 10_000,
             spool_max_age: 86_400,
@@ -253,8 +327,16 @@ fn read_checked(path: &Path) -> Result<String, ConfigError> {
         });
     }
     let mut text = String::new();
-    fs::File::open(path)
+    // Without blocking, and checked again on the open file: a FIFO swapped in after the
+    // check above must not hang the ban.
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
         .and_then(|file| {
+            if !file.metadata()?.is_file() {
+                return Err(io::Error::other("not a regular file"));
+            }
             io::Read::read_to_string(&mut io::Read::take(file, MAX_CONFIG_BYTES), &mut text)
         })
         .map_err(unreadable)?;
@@ -405,15 +487,16 @@ impl Checker<'_> {
             config.syslog = syslog;
         }
         if let Some(file) = raw.ca_file {
-            match crate::trust::read_certificates(file.get_ref()) {
-                Ok(certs) if !certs.is_empty() => config.ca_file = Some(file.into_inner()),
-                Ok(_) => {
-                    return Err(self.invalid(&file, "ca_file", "holds no PEM certificate"));
-                }
-                Err(why) => {
-                    return Err(self.invalid(&file, "ca_file", format!("cannot be read ({why})")));
-                }
+            // Checked here for who may change it (a few stat calls); its certificates are
+            // read only when an HTTPS connection needs them.
+            if let Some(why) = crate::fsio::untrusted_file(file.get_ref()) {
+                let why = format!(
+                    "cannot be trusted: {why}; whoever can change it can read the key in \
+                     transit. Fix: chown root: FILE && chmod 644 FILE"
+                );
+                return Err(self.invalid(&file, "ca_file", why));
             }
+            config.ca_file = Some(file.into_inner());
         }
         if let Some(file) = raw.metrics_file {
             if !file.get_ref().is_absolute() {
@@ -523,6 +606,11 @@ pub fn check_api_url(url: &str) -> Result<(String, Option<String>), String> {
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("must not contain spaces or control characters".into());
     }
+    if url.contains('\\') {
+        return Err(format!(
+            "must not contain a backslash (\\); write it like {DEFAULT_API_URL}"
+        ));
+    }
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| format!("is not a URL like {DEFAULT_API_URL}"))?;
@@ -538,7 +626,9 @@ pub fn check_api_url(url: &str) -> Result<(String, Option<String>), String> {
     let mut mended = Vec::new();
     if OLD_HOSTS.iter().any(|old| host.eq_ignore_ascii_case(old)) {
         let path = &rest[authority.len()..];
-        url = format!("{scheme}://reportedip.com{path}");
+        // An explicit port after the host stays.
+        let port = authority.get(host.len()..).unwrap_or("");
+        url = format!("{scheme}://reportedip.com{port}{path}");
         mended.push("points at reportedip.de, which moved to reportedip.com; using reportedip.com");
     }
     if let Some(base) = url.strip_suffix("/report") {
@@ -799,6 +889,9 @@ my-webapp = "18,21"
             check_api_url(DEFAULT_API_URL).unwrap(),
             (DEFAULT_API_URL.to_string(), None)
         );
+        // An explicit port stays with the new host.
+        let (url, _) = check_api_url("https://reportedip.de:8443/wp-json/reportedip/v2").unwrap();
+        assert_eq!(url, "https://reportedip.com:8443/wp-json/reportedip/v2");
         let config =
             parse_text("api_url = \"https://reportedip.de/wp-json/reportedip/v2\"").unwrap();
         assert_eq!(config.api_url, DEFAULT_API_URL);
@@ -826,6 +919,7 @@ my-webapp = "18,21"
             "http://10.0.0.1/v2",
             "http://127.0.0.1.evil.com/v2",
             "http://localhost.evil/v2",
+            "https://reportedip.com\\wp-json\\reportedip\\v2",
         ] {
             assert!(check_api_url(bad).is_err(), "{bad}");
         }

@@ -60,7 +60,8 @@ impl Quota {
                     limit.saturating_sub(left)
                 )
             }
-            (None, _) => "unlimited".to_string(),
+            (None, Some(left)) => format!("{left} left"),
+            (None, None) => "unlimited".to_string(),
             (Some(limit), None) => format!("limit {limit}"),
         };
         if let Some(reset) = self.reset {
@@ -312,12 +313,15 @@ pub fn within<T: Send + 'static>(
     answer
 }
 
-/// Turns the first of SIGTERM, SIGHUP or SIGINT into an interrupted delivery on `tx`.
+/// Turns the first of the signals that would end the process by default (TERM, HUP, INT,
+/// USR1, USR2, ALRM) into an interrupted delivery on `tx`, so that the report is kept.
 fn watch_signals<T: Send + 'static>(
     tx: mpsc::SyncSender<Result<T, Failure>>,
 ) -> Option<signal_hook::iterator::Handle> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT]).ok()?;
+    use signal_hook::consts::{SIGALRM, SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT, SIGUSR1, SIGUSR2, SIGALRM])
+            .ok()?;
     let handle = signals.handle();
     std::thread::Builder::new()
         .name("signals".into())
@@ -326,6 +330,9 @@ fn watch_signals<T: Send + 'static>(
                 let name = match signal {
                     SIGTERM => "SIGTERM",
                     SIGHUP => "SIGHUP",
+                    SIGUSR1 => "SIGUSR1",
+                    SIGUSR2 => "SIGUSR2",
+                    SIGALRM => "SIGALRM",
                     _ => "SIGINT",
                 };
                 let _ = tx.send(Err(Failure::Interrupted(name)));
@@ -347,6 +354,21 @@ mod tests {
             jail: Some("sshd".into()),
             queued_at: 0,
         }
+    }
+
+    #[test]
+    fn a_quota_without_a_limit_says_what_is_left() {
+        let quota = |limit, remaining| Quota {
+            limit,
+            remaining,
+            reset: None,
+        };
+        assert_eq!(quota(None, Some(0)).describe(), "0 left");
+        assert_eq!(quota(None, None).describe(), "unlimited");
+        assert_eq!(
+            quota(Some(50), Some(13)).describe(),
+            "37 of 50 used, 13 left"
+        );
     }
 
     #[test]

@@ -116,6 +116,60 @@ pub fn read_own_file(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Why a file that others may read but must not change (a CA file) cannot be trusted, if it
+/// cannot, in words that do not repeat its path: it must be a regular file (not a link) owned
+/// by root or us, writable by no one else, in directories that pass [`untrusted_parents`].
+pub fn untrusted_file(path: &Path) -> Option<String> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Some("it is missing".into()),
+        Err(err) => return Some(format!("it cannot be examined ({})", err.kind())),
+    };
+    if let Some(why) = unfit_shared_file(&meta) {
+        return Some(format!("it is {why}"));
+    }
+    untrusted_parents(path.parent().unwrap_or(Path::new("/")))
+        .map(|_| "a directory above it is owned by another user or writable by other users".into())
+}
+
+fn unfit_shared_file(meta: &Metadata) -> Option<String> {
+    if let Some(why) = unfit_file(meta) {
+        return Some(why.to_string());
+    }
+    (meta.mode() & 0o022 != 0)
+        .then(|| format!("mode {:04o}, writable by other users", meta.mode() & 0o7777))
+}
+
+/// Reads a file that others may read but must not change, at most `cap` bytes: opened
+/// without following a link and without blocking (a FIFO swapped in never hangs the run), and
+/// checked on the open descriptor, so that nothing can be swapped between check and read.
+pub fn read_trusted_file(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    if let Some(why) = untrusted_parents(path.parent().unwrap_or(Path::new("/"))) {
+        return Err(refused(why));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::ELOOP) => refused("is a symbolic link".into()),
+            _ => err,
+        })?;
+    let meta = file.metadata()?;
+    if let Some(why) = unfit_shared_file(&meta) {
+        return Err(refused(format!("is {why}")));
+    }
+    if meta.len() > cap {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("is larger than {cap} bytes"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Opens (creating if needed, mode 0600) a lock file: never through a link, and only a
 /// regular file of ours.
 pub fn open_lock_file(path: &Path) -> io::Result<File> {
@@ -179,8 +233,14 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()>
         let _ = fs::remove_file(&tmp);
         return Err(err);
     }
-    // The rename is only durable once the directory itself reaches the disk.
-    File::open(dir)?.sync_all()
+    // The rename is only durable once the directory itself reaches the disk. Opened as a
+    // directory only, never through a link and without blocking: a FIFO swapped in for it
+    // must not hang the run.
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(dir)?
+        .sync_all()
 }
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {

@@ -113,6 +113,10 @@ pub fn import_v01(store: &mut Store, now: u64) -> Result<(), StoreError> {
         tx.save(&state)?;
         Ok(Some((files.files.len(), old.cooldown.len(), files.notes)))
     })?;
+    if imported.is_some() {
+        // The old files are moved aside only once what they held is on disk in the store.
+        store.sync()?;
+    }
     if let Some((reports, ips, file_notes)) = imported {
         notes.extend(file_notes);
         notes.push(format!(

@@ -58,9 +58,23 @@ pub fn run(config: Result<Config, ConfigError>, request: &Request, runtime: Runt
     let clock = runtime.clock;
     let config = match config {
         Ok(config) => config,
+        Err(err) if request.dry_run && err.is_unreadable() => {
+            // A dry run shows what would be sent; it needs no key, so a config it cannot
+            // read only means the defaults are shown, and said.
+            let log = Logger::new(runtime.stderr, false);
+            log.warn(&format!("{err}; showing what the defaults would send"));
+            Config::defaults(path_of(&err))
+        }
         Err(err) => {
-            let outcome = Outcome::new(Status::ConfigError, format!("not reported: {err}"));
-            return emit(&Logger::new(runtime.stderr, !request.dry_run), outcome);
+            let log = Logger::new(runtime.stderr, !request.dry_run);
+            if request.dry_run {
+                return emit(
+                    &log,
+                    Outcome::new(Status::ConfigError, format!("not reported: {err}")),
+                );
+            }
+            let dir = crate::config::state_dir_hint(path_of(&err));
+            return emit(&log, hold(request, &dir, &err.to_string(), clock()));
         }
     };
     let log = Logger::new(runtime.stderr, config.syslog && !request.dry_run);
@@ -77,9 +91,10 @@ pub fn run(config: Result<Config, ConfigError>, request: &Request, runtime: Runt
     let key = match config.require_key() {
         Ok(key) => key.clone(),
         Err(err) => {
-            let outcome =
-                Outcome::new(Status::ConfigError, format!("not reported: {err}")).about(&report);
-            return emit(&log, outcome);
+            return emit(
+                &log,
+                hold(request, &config.state_dir, &err.to_string(), clock()),
+            );
         }
     };
     let pipeline = Pipeline {
@@ -98,8 +113,41 @@ pub fn run(config: Result<Config, ConfigError>, request: &Request, runtime: Runt
     emit(&log, outcome)
 }
 
+/// The config file an error is about (the default path when it names none).
+fn path_of(err: &ConfigError) -> &Path {
+    err.path()
+        .unwrap_or(Path::new(crate::config::DEFAULT_CONFIG_PATH))
+}
+
+/// A ban that arrives while the config cannot be used is kept in `dir` when its address is one
+/// that could ever be reported, and sent once the config is fixed: everything about it (the
+/// ignore list, the categories, the cooldown) is decided again then. Said either way.
+fn hold(request: &Request, dir: &Path, config_error: &str, now: u64) -> Outcome {
+    let not_reported = |why: String| Outcome::new(Status::ConfigError, why);
+    let ip = match parse_ip(&request.ip) {
+        Ok(ip) if non_global_reason(ip).is_none() => ip,
+        _ => return not_reported(format!("not reported: {config_error}")),
+    };
+    let held = Store::open(dir, now).and_then(|mut store| {
+        store.write(|tx| tx.hold(&ip.to_string(), &request.ban, now, config_error))?;
+        store.sync()
+    });
+    let mut outcome = match held {
+        Ok(()) => not_reported(format!(
+            "{ip} not reported yet: {config_error}; the ban is kept in {} and sent once the \
+             config is fixed",
+            dir.display()
+        )),
+        Err(err) => not_reported(format!(
+            "{ip} not reported, and lost ({err}): {config_error}"
+        )),
+    };
+    outcome.ip = Some(ip.to_string());
+    outcome
+}
+
 /// Parse and policy: the report worth sending, or the outcome that says why there is none.
-fn admit(config: &Config, request: &Request, now: u64) -> Result<Report, Box<Outcome>> {
+pub fn admit(config: &Config, request: &Request, now: u64) -> Result<Report, Box<Outcome>> {
     let invalid = |why: String| {
         Box::new(Outcome::new(
             Status::Invalid,
@@ -229,6 +277,9 @@ impl Pipeline<'_> {
             )
             .about(report),
             Route::Spool { start_sender } => {
+                if let Err(err) = store.sync() {
+                    self.warn(err.to_string());
+                }
                 if start_sender {
                     (self.start_sender)(store.dir(), &self.config.path);
                 }
@@ -248,6 +299,9 @@ impl Pipeline<'_> {
         let (mut state, notes) = tx.load(now)?;
         for note in notes {
             self.warn(note);
+        }
+        if state.note_api_url(&self.config.api_url, now) {
+            self.warn("api_url changed: the backoff the old one earned has ended".into());
         }
         let ip = report.ip.to_string();
         let seen = tx.cooldown_of(&ip)?;
@@ -328,6 +382,11 @@ impl Pipeline<'_> {
         let now = (self.clock)();
         let line = describe(report, &delivery, &self.config.path);
         let settled = store.write(|tx| self.settle(tx, report, &delivery, &line, now));
+        if route::settle(&delivery).keep
+            && let Err(err) = store.sync()
+        {
+            self.warn(err.to_string());
+        }
         let waiting = match settled {
             Ok(waiting) => Ok(waiting),
             Err(err) => {

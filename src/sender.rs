@@ -261,8 +261,12 @@ impl Sender<'_> {
         let planned = store.write(|tx| {
             let (mut state, clock_notes) = tx.load(now)?;
             notes.extend(clock_notes);
+            if state.note_api_url(&config.api_url, now) {
+                notes.push("api_url changed: the backoff the old one earned has ended".into());
+            }
             let imported = inbox.import(tx, &mut state, config.cooldown, now)?;
             notes.extend(imported.notes);
+            notes.extend(admit_held(tx, config, now)?);
             let dropped = tx.spool_limit(config.spool_max as u64, config.spool_max_age, now)?;
             state.dropped += dropped;
             tx.save(&state)?;
@@ -275,6 +279,10 @@ impl Sender<'_> {
             Ok((imported.files, dropped, ids, newest))
         })?;
         let (files, dropped, ids, newest) = planned;
+        // The imported files go only once their reports are on disk in the store.
+        if !files.is_empty() {
+            store.sync()?;
+        }
         for file in &files {
             let _ = inbox.remove(file);
         }
@@ -360,12 +368,16 @@ impl Sender<'_> {
         now: u64,
         summary: &mut Summary,
     ) -> Result<(), Stop> {
-        self.store.borrow_mut().write(|tx| {
+        let mut store = self.store.borrow_mut();
+        store.write(|tx| {
             let (mut state, _) = tx.load(now)?;
             state.record(delivery, line, now);
             tx.spool_remove(id)?;
             tx.save(&state)
         })?;
+        // A removal lost to a power cut would send the report again.
+        store.sync()?;
+        drop(store);
         if delivery.is_ok() {
             self.log.info(line);
             summary.sent += 1;
@@ -467,6 +479,47 @@ impl Sender<'_> {
         }
         self.more_than(left)
     }
+}
+
+/// Bans kept while the config could not be used, decided again now that it works: the ignore
+/// list, the categories and the cooldown of this config apply. What became of each, said.
+fn admit_held(tx: &Txn, config: &Config, now: u64) -> rusqlite::Result<Vec<String>> {
+    let mut notes = Vec::new();
+    for held in tx.held()? {
+        tx.unhold(held.id)?;
+        let request = crate::pipeline::Request {
+            ip: held.ip.clone(),
+            ban: held.ban,
+            queue: true,
+            dry_run: false,
+        };
+        let report = match crate::pipeline::admit(config, &request, held.queued_at.min(now)) {
+            Ok(report) => report,
+            Err(outcome) => {
+                notes.push(format!(
+                    "ban held while the config was broken: {}",
+                    outcome.message
+                ));
+                continue;
+            }
+        };
+        let ip = report.ip.to_string();
+        let seen = tx.cooldown_of(&ip)?;
+        if crate::cooldown::covered_since(&seen, &report.categories, now, config.cooldown).is_some()
+        {
+            notes.push(format!(
+                "ban of {ip} held while the config was broken: already reported within the cooldown"
+            ));
+            continue;
+        }
+        tx.spool_add(&report)?;
+        tx.note_cooldown(&ip, &report.categories, now, config.cooldown)?;
+        notes.push(format!(
+            "ban of {ip} held while the config was broken is queued now ({})",
+            report.categories
+        ));
+    }
+    Ok(notes)
 }
 
 /// Moves a spooled report to the `set_aside` table, counted.

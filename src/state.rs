@@ -59,6 +59,9 @@ pub struct State {
     pub backoff_granted: u64,
     /// Wall clock against time since boot at the last save, to see the clock being set.
     pub clock_mark: Option<clock::Mark>,
+    /// The API the backoff is about.
+    #[serde(skip)]
+    pub api_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -222,6 +225,26 @@ impl State {
         check
     }
 
+    /// Notes which API this state speaks to; a backoff that another `api_url` earned (the old
+    /// domain, a typo) ends when it changes. Whether it ended one.
+    pub fn note_api_url(&mut self, url: &str, now: u64) -> bool {
+        let changed = self.api_url.as_deref().is_some_and(|old| old != url);
+        self.api_url = Some(url.to_string());
+        if changed && self.in_backoff(now) && !self.quota_held(now) {
+            self.end_backoff();
+            return true;
+        }
+        false
+    }
+
+    /// Ends the backoff window: the API answered (`verify-key`), or it is another API now.
+    pub fn end_backoff(&mut self) {
+        self.backoff_secs = 0;
+        self.backoff_until = 0;
+        self.backoff_granted = 0;
+        self.backoff_reason = None;
+    }
+
     pub fn record_error(&mut self, now: u64, message: String) {
         self.last_error = Some(Event { at: now, message });
     }
@@ -317,6 +340,21 @@ mod tests {
             wall: 1,
         };
         assert_eq!(state.check_clock(1, Some(reboot)).shift, 0);
+    }
+
+    #[test]
+    fn a_new_api_url_ends_the_backoff_the_old_one_earned() {
+        let mut state = State::default();
+        assert!(!state.note_api_url("https://a/v2", 1000), "first sight");
+        state.start_backoff(1000, None, "HTTP 301");
+        assert!(!state.note_api_url("https://a/v2", 1000), "same URL");
+        assert!(state.in_backoff(1000));
+        assert!(state.note_api_url("https://b/v2", 1000));
+        assert!(!state.in_backoff(1000));
+        // A used-up quota is the account's, whatever the URL.
+        state.hold_until(5000, QUOTA_USED_UP, 1000);
+        assert!(!state.note_api_url("https://c/v2", 1000));
+        assert!(state.quota_held(1000));
     }
 
     #[test]

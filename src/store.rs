@@ -79,6 +79,16 @@ pub struct SpoolRow {
     pub next_try: u64,
 }
 
+/// A ban that arrived while the config could not be used, as it was asked for: everything
+/// about it is decided again once the config works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldBan {
+    pub id: i64,
+    pub ip: String,
+    pub ban: crate::report::Ban,
+    pub queued_at: u64,
+}
+
 /// An open state store.
 pub struct Store {
     conn: Connection,
@@ -126,7 +136,8 @@ CREATE TABLE IF NOT EXISTS state (
     clock_boot_id TEXT,
     clock_uptime INTEGER,
     clock_wall INTEGER,
-    imported_v01 INTEGER NOT NULL DEFAULT 0
+    imported_v01 INTEGER NOT NULL DEFAULT 0,
+    api_url TEXT
 );
 INSERT OR IGNORE INTO state (id) VALUES (1);
 CREATE TABLE IF NOT EXISTS spool (
@@ -155,6 +166,16 @@ CREATE TABLE IF NOT EXISTS claims (
     ip TEXT PRIMARY KEY,
     until INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS held (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ip TEXT NOT NULL,
+    jail TEXT,
+    failures INTEGER,
+    categories TEXT,
+    comment TEXT,
+    queued_at INTEGER NOT NULL,
+    config_error TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS set_aside (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at INTEGER NOT NULL,
@@ -262,13 +283,21 @@ impl Store {
         let flags = access | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let conn = Connection::open_with_flags(db, flags).map_err(database)?;
         conn.busy_timeout(BUSY_WAIT).map_err(database)?;
+        // Each ban is a process of its own: a checkpoint whenever one closes would cost every
+        // ban two more fsyncs and a new log. The log stays; SQLite checkpoints it as it grows.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .map_err(database)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(database)?;
         if !read_only {
-            // Every commit reaches the disk before the ban path returns: a spooled report
-            // survives a power cut.
-            conn.execute_batch("PRAGMA synchronous = FULL")
+            // Commits are atomic and survive a crash of the process either way; the ones that
+            // keep a report are made durable against a power cut by [`Store::sync`], so that
+            // a ban that only reads (cooldown) or a direct report's claim costs no fsync.
+            conn.execute_batch("PRAGMA synchronous = NORMAL")
                 .map_err(database)?;
             if version < SCHEMA_VERSION {
                 create_schema(&conn).map_err(|err| busy_or(err, dir, database))?;
@@ -320,6 +349,25 @@ impl Store {
         let value = job(&txn).map_err(|err| busy_or(err, &dir, database))?;
         txn.0.commit().map_err(|err| busy_or(err, &dir, database))?;
         Ok(value)
+    }
+
+    /// Makes every commit so far durable (the write-ahead log reaches the disk), as
+    /// `synchronous = FULL` would for each: called after a commit that keeps a report.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let [db, wal, _] = db_files(&self.dir.join(DB_FILE));
+        let sync = |path: &Path| {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(path)
+                .and_then(|file| file.sync_data())
+        };
+        // The log is empty right after a checkpoint, which wrote and synced the database.
+        match sync(&wal) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => sync(&db),
+            other => other,
+        }
+        .map_err(|source| StoreError::Unusable { path: db, source })
     }
 
     /// Runs `job` in one read transaction: one consistent view, no lock on writers.
@@ -566,7 +614,7 @@ impl Txn<'_> {
              quota_limit, quota_remaining, quota_reset, last_success_at, last_success, \
              last_error_at, last_error, sent, rejected, dropped, set_aside, \
              stale_temps_removed, inbox_imported, corrupt_moved_aside, clock_boot_id, \
-             clock_uptime, clock_wall FROM state WHERE id = 1",
+             clock_uptime, clock_wall, api_url FROM state WHERE id = 1",
             [],
             |row| {
                 let event = |at: Option<i64>, message: Option<String>| {
@@ -609,6 +657,7 @@ impl Txn<'_> {
                             })
                         })
                         .transpose()?,
+                    api_url: row.get(22)?,
                 })
             },
         )
@@ -624,7 +673,7 @@ impl Txn<'_> {
              quota_reset = ?8, last_success_at = ?9, last_success = ?10, last_error_at = ?11, \
              last_error = ?12, sent = ?13, rejected = ?14, dropped = ?15, set_aside = ?16, \
              stale_temps_removed = ?17, inbox_imported = ?18, corrupt_moved_aside = ?19, \
-             clock_boot_id = ?20, clock_uptime = ?21, clock_wall = ?22 WHERE id = 1",
+             clock_boot_id = ?20, clock_uptime = ?21, clock_wall = ?22, api_url = ?23 WHERE id = 1",
             params![
                 sql_int(state.backoff_until),
                 sql_int(state.backoff_secs),
@@ -648,6 +697,7 @@ impl Txn<'_> {
                 mark.map(|m| &m.boot_id),
                 mark.map(|m| sql_int(m.uptime)),
                 mark.map(|m| sql_int(m.wall)),
+                state.api_url,
             ],
         )?;
         Ok(())
@@ -882,6 +932,67 @@ impl Txn<'_> {
         self.0
             .query_row("SELECT count(*) FROM set_aside", [], |row| row.get(0))
             .map(from_sql)
+    }
+
+    /// Keeps a ban that arrived while the config could not be used, with the reason.
+    pub fn hold(
+        &self,
+        ip: &str,
+        ban: &crate::report::Ban,
+        now: u64,
+        config_error: &str,
+    ) -> Sql<()> {
+        self.0
+            .execute(
+                "INSERT INTO held (ip, jail, failures, categories, comment, queued_at, config_error) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    ip,
+                    ban.jail,
+                    ban.failures.map(sql_int),
+                    ban.categories,
+                    ban.comment,
+                    sql_int(now),
+                    config_error
+                ],
+            )
+            .map(drop)
+    }
+
+    /// The bans held while the config was broken, oldest first.
+    pub fn held(&self) -> Sql<Vec<HeldBan>> {
+        let mut stmt = self.0.prepare(
+            "SELECT id, ip, jail, failures, categories, comment, queued_at FROM held ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok(HeldBan {
+                id: row.get(0)?,
+                ip: row.get(1)?,
+                ban: crate::report::Ban {
+                    jail: row.get(2)?,
+                    failures: opt_from_sql(row.get(3)?),
+                    categories: row.get(4)?,
+                    comment: row.get(5)?,
+                },
+                queued_at: from_sql(row.get(6)?),
+            })
+        })?;
+        rows.collect()
+    }
+
+    pub fn unhold(&self, id: i64) -> Sql<()> {
+        self.0
+            .execute("DELETE FROM held WHERE id = ?1", params![id])
+            .map(drop)
+    }
+
+    /// How many bans are held, and the config error of the latest.
+    pub fn held_summary(&self) -> Sql<(u64, Option<String>)> {
+        self.0.query_row(
+            "SELECT count(*), (SELECT config_error FROM held ORDER BY id DESC LIMIT 1) FROM held",
+            [],
+            |row| Ok((from_sql(row.get(0)?), row.get(1)?)),
+        )
     }
 
     /// Whether the 0.1 files were imported already.

@@ -4,7 +4,11 @@
 //! into the binary serve only a system with no store at all.
 
 use std::fs;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::fsio;
 
 use ureq::tls::{Certificate, PemItem, RootCerts, parse_pem};
 
@@ -25,8 +29,30 @@ pub struct Trust {
     pub description: String,
 }
 
-/// The roots for a client: the system store plus `ca_file`.
-pub fn load(ca_file: Option<&Path>) -> Trust {
+/// The roots for a client: the system store plus `ca_file`; a `ca_file` that cannot be used
+/// (unsafe, unreadable, no certificate in it) is an error, so that nothing is sent trusting
+/// less, or other, than the operator asked for.
+pub fn load(ca_file: Option<&Path>) -> Result<Trust, String> {
+    let extra = match ca_file {
+        Some(path) => Some((path, read_ca_file(path)?)),
+        None => None,
+    };
+    Ok(load_with(extra))
+}
+
+/// The certificates of `ca_file`, read under the trust rules of [`fsio::read_trusted_file`].
+fn read_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
+    let fail = |why: String| format!("ca_file {} cannot be used: {why}", path.display());
+    let pem =
+        fsio::read_trusted_file(path, MAX_BUNDLE_BYTES).map_err(|err| fail(err.to_string()))?;
+    let certs = certificates(&pem);
+    if certs.is_empty() {
+        return Err(fail("it holds no PEM certificate".into()));
+    }
+    Ok(certs)
+}
+
+fn load_with(ca_file: Option<(&Path, Vec<Certificate<'static>>)>) -> Trust {
     let (mut certs, mut description) = match system_roots() {
         Some((certs, source)) => {
             let text = format!("system store {source} ({} certificates)", certs.len());
@@ -41,8 +67,7 @@ pub fn load(ca_file: Option<&Path>) -> Trust {
         }
         None => (Vec::new(), "no system store found".to_string()),
     };
-    if let Some(path) = ca_file {
-        let extra = read_certificates(path).unwrap_or_default();
+    if let Some((path, extra)) = ca_file {
         description.push_str(&format!(
             " + ca_file {} ({} certificates)",
             path.display(),
@@ -83,22 +108,35 @@ fn env_path(name: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// Every certificate in a PEM file; other PEM sections (keys) are passed over.
+/// Every certificate in a PEM file of the system store; other PEM sections (keys) are passed
+/// over. Opened without blocking, so that a FIFO never hangs the run.
 pub fn read_certificates(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
-    let meta = fs::metadata(path).map_err(|err| err.to_string())?;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| err.to_string())?;
+    let meta = file.metadata().map_err(|err| err.to_string())?;
     if !meta.is_file() {
         return Err("not a regular file".into());
     }
     if meta.len() > MAX_BUNDLE_BYTES {
         return Err(format!("larger than {MAX_BUNDLE_BYTES} bytes"));
     }
-    let pem = fs::read(path).map_err(|err| err.to_string())?;
-    Ok(parse_pem(&pem)
+    let mut pem = Vec::new();
+    file.take(MAX_BUNDLE_BYTES)
+        .read_to_end(&mut pem)
+        .map_err(|err| err.to_string())?;
+    Ok(certificates(&pem))
+}
+
+fn certificates(pem: &[u8]) -> Vec<Certificate<'static>> {
+    parse_pem(pem)
         .filter_map(|item| match item {
             Ok(PemItem::Certificate(cert)) => Some(cert),
             _ => None,
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -160,7 +160,16 @@ impl Network {
 /// and paragraph separators, and the bidirectional overrides and isolates.
 pub fn is_unsafe_char(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{061C}'
+        )
 }
 
 /// Makes a comment safe to send and to log: characters that could forge log lines become
@@ -180,6 +189,16 @@ pub fn sanitize_comment(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bidi_marks_and_escapes_never_pass() {
+        for c in [
+            '\u{1b}', '\r', '\n', '\u{202E}', '\u{200E}', '\u{200F}', '\u{061C}', '\u{2066}',
+        ] {
+            assert!(is_unsafe_char(c), "{c:?}");
+        }
+        assert_eq!(sanitize_comment("a\u{200F}b\u{1b}[2Jc"), "a b [2Jc");
+    }
 
     fn reason(text: &str) -> Option<&'static str> {
         non_global_reason(parse_ip(text).unwrap())

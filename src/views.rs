@@ -34,6 +34,11 @@ pub struct StatusView {
     pub set_aside_total: u64,
     /// Temp files left by interrupted writes, cleaned up so far.
     pub stale_temps_removed: u64,
+    /// Bans that arrived while the config could not be used, waiting for a working one.
+    pub held: u64,
+    /// The config error when the latest of them arrived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_because: Option<String>,
     /// Reports the API fails on alone, retried apart from the others.
     pub suspects: u64,
     pub cooldown_entries: u64,
@@ -197,6 +202,12 @@ impl StatusView {
             Some(self.set_aside_total),
         );
         metric(
+            "held_bans",
+            gauge,
+            "Bans kept while the config could not be used, waiting for a working one.",
+            Some(self.held),
+        );
+        metric(
             "suspect_reports",
             gauge,
             "Waiting reports the API fails on alone, retried apart.",
@@ -264,6 +275,14 @@ impl fmt::Display for StatusView {
                 reason.as_deref().unwrap_or("-")
             )?,
             _ => writeln!(f, "backoff:      none")?,
+        }
+        if self.held > 0 {
+            writeln!(
+                f,
+                "held:         {} ban(s) from while the config was broken ({}); sent with the next delivery",
+                self.held,
+                self.held_because.as_deref().unwrap_or("-")
+            )?;
         }
         let sender = if self.sender_running {
             "running"
@@ -553,6 +572,8 @@ mod tests {
             set_aside: 1,
             set_aside_total: 1,
             stale_temps_removed: state.stale_temps_removed,
+            held: 0,
+            held_because: None,
             suspects: 1,
             cooldown_entries: 3,
             quota: QuotaView::of(&state, now),

@@ -93,6 +93,12 @@ impl TestEnv {
         self.dir.path().join("state")
     }
 
+    /// The state_dir of a config that names none, and where bans wait while no config can
+    /// be read.
+    pub fn default_state_dir(&self) -> PathBuf {
+        self.dir.path().join("default-state")
+    }
+
     /// Where report files wait for the next sender to import them (the inbox).
     pub fn spool_dir(&self) -> PathBuf {
         self.state_dir().join("inbox")
@@ -159,7 +165,8 @@ impl TestEnv {
             .env_remove("SSL_CERT_FILE")
             .env_remove("SSL_CERT_DIR")
             .env("REPORTEDIP_SENDER_LINGER_MS", TEST_LINGER_MS)
-            .env("REPORTEDIP_RUNTIME_DIR", self.dir.path().join("run"));
+            .env("REPORTEDIP_RUNTIME_DIR", self.dir.path().join("run"))
+            .env("REPORTEDIP_STATE_DIR", self.default_state_dir());
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
