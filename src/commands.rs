@@ -283,19 +283,31 @@ pub fn status_view(config: &Config, now: u64) -> Result<StatusView, String> {
 }
 
 /// Replaces the metrics file whole (node_exporter must never read half of it), readable by
-/// node_exporter; a failure is said, and changes nothing else.
-fn write_metrics(config: &Config, file: &std::path::Path, now: u64) {
+/// node_exporter; a failure is said, and changes nothing else. Its directory is trusted like
+/// `state_dir`: one that another user can change (swap for a link into a root-only place, or
+/// for a FIFO) is not written to.
+fn write_metrics(config: &Config, file: &Path, now: u64) {
+    let warn = |why: String| {
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "warning: metrics_file {} not written: {why}",
+            file.display()
+        );
+    };
+    let dir = file.parent().unwrap_or(Path::new("/"));
+    if let Some(why) = crate::fsio::untrusted_dir(dir) {
+        return warn(format!(
+            "{why}; use a directory only root can write to, e.g. chown root: {} && chmod 755 {}",
+            dir.display(),
+            dir.display()
+        ));
+    }
     let view = status_view(config, now).unwrap_or_else(|_| StatusView {
         state_dir: config.state_dir.clone(),
         ..StatusView::default()
     });
-    let metrics = view.prometheus();
-    if let Err(err) = crate::fsio::write_atomic_mode(file, metrics.as_bytes(), 0o644) {
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "warning: cannot write metrics_file {}: {err}",
-            file.display()
-        );
+    if let Err(err) = crate::fsio::write_atomic_mode(file, view.prometheus().as_bytes(), 0o644) {
+        warn(err.to_string());
     }
 }
 
@@ -365,7 +377,10 @@ fn api_backoff(state: &State, now: u64) -> Option<String> {
 /// so waiting reports go out with the next sender instead of an hour later. Best effort: a
 /// state that cannot be written changes nothing here.
 fn end_backoff(config: &Config, now: u64) {
-    let Ok(Some(mut store)) = Store::open_existing(&config.state_dir) else {
+    if !config.state_dir.exists() {
+        return;
+    }
+    let Ok(mut store) = Store::open(&config.state_dir, now) else {
         return;
     };
     let _ = store.write(|tx| {

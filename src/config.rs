@@ -360,11 +360,35 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// toml's messages quote the offending value, which may be the key: say the line and what
 /// kind of problem it is, and name keys, but never show a value.
 fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
-    let message = redact_values(err.message().trim_end());
+    let message = plain_words(&redact_values(err.message().trim_end()));
     match err.span() {
         Some(span) => format!("line {}: {message}", line_of(text, span.start)),
         None => message,
     }
+}
+
+/// toml's and serde's words for what TOML wants, said the way an administrator writes the
+/// file: no Rust type names, and the quoting rule where a value was left bare.
+fn plain_words(message: &str) -> String {
+    const BARE: &str = "a value that is text must be in double quotes, e.g. api_key = \"…\"";
+    if message.starts_with("invalid float")
+        || message.starts_with("invalid number")
+        || message.starts_with("string values must be quoted")
+    {
+        return BARE.to_string();
+    }
+    let wants = [
+        ("expected i64", "expected a whole number without quotes, e.g. timeout = 10"),
+        ("expected u64", "expected a whole number without quotes, e.g. timeout = 10"),
+        ("expected a boolean", "expected true or false without quotes"),
+        ("expected a string", "expected text in double quotes"),
+    ];
+    let mut out = message.to_string();
+    for (rust, plain) in wants {
+        out = out.replace(rust, plain);
+    }
+    out.replace("invalid type: ", "wrong kind of value: ")
+        .replace("floating point", "a decimal number")
 }
 
 /// Keeps toml's words and the key names it cites (`unknown field `x``), drops every quoted
@@ -741,6 +765,24 @@ my-webapp = "18,21"
     fn unknown_keys_are_named() {
         let err = parse_text("api_kye = \"x\"").unwrap_err().to_string();
         assert!(err.contains("api_kye"), "{err}");
+    }
+
+    #[test]
+    fn toml_errors_are_said_in_plain_words() {
+        let cases = [
+            ("api_key = 4e5f-abc", "must be in double quotes"),
+            ("api_key = abc-def", "must be in double quotes"),
+            ("api_key = \"k\"\ntimeout = \"10\"", "a whole number without quotes"),
+            ("api_key = \"k\"\nsyslog = \"yes\"", "true or false without quotes"),
+            ("api_key = \"k\"\nspool_max = 1.5", "a whole number without quotes"),
+        ];
+        for (text, said) in cases {
+            let err = parse_text(text).unwrap_err().to_string();
+            assert!(err.contains(said), "{text}: {err}");
+            for rust in ["i64", "u64", "invalid float", "floating point"] {
+                assert!(!err.contains(rust), "{text}: {err}");
+            }
+        }
     }
 
     #[test]

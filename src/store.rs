@@ -40,7 +40,8 @@ const LOCK_POLL: Duration = Duration::from_millis(10);
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error(
-        "state_dir {path} is not usable ({source}); reports are sent directly and cannot be kept for retry"
+        "state_dir {path} is not usable ({source}){}; reports are sent directly and cannot be kept for retry",
+        read_only_hint(source, path)
     )]
     Unusable { path: PathBuf, source: io::Error },
     #[error(
@@ -58,6 +59,19 @@ pub enum StoreError {
     },
     #[error("state in {path} cannot be read: {why}")]
     Unreadable { path: PathBuf, why: String },
+}
+
+/// What to do about a state_dir on a read-only file system: under the flush service's
+/// `ProtectSystem=strict` only the package's own directories are writable.
+fn read_only_hint(source: &io::Error, path: &Path) -> String {
+    match source.raw_os_error() {
+        Some(libc::EROFS) => format!(
+            " (read-only here: for the flush service, add ReadWritePaths={} with systemctl \
+             edit reportedip-report-flush.service)",
+            path.display()
+        ),
+        _ => String::new(),
+    }
 }
 
 impl StoreError {

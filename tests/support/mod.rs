@@ -41,6 +41,8 @@ impl TempDir {
 }
 
 pub struct Run {
+    /// The command line, for failure messages.
+    pub command: String,
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -48,6 +50,33 @@ pub struct Run {
 }
 
 impl Run {
+    /// Asserts the exit code; on failure, shows the command, its output and the code.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert!(
+            self.code == code,
+            "expected exit {code}, got {}\ncommand: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code,
+            self.command,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts that stdout and stderr together contain `text`, showing both if not.
+    #[track_caller]
+    pub fn expect_said(&self, text: &str) -> &Self {
+        assert!(
+            self.all_output().contains(text),
+            "wanted {text:?}\ncommand: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.command,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(self.stdout.trim())
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
@@ -289,6 +318,11 @@ impl TestEnv {
 
 /// Runs a command with no stdin and a hard limit; a run that overstays is killed and fails.
 pub fn run_command(mut cmd: Command) -> Run {
+    let command = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -307,6 +341,7 @@ pub fn run_command(mut cmd: Command) -> Run {
         }
     };
     Run {
+        command,
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
