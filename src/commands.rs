@@ -244,8 +244,21 @@ pub fn status_view(config: &Config, now: u64) -> Result<StatusView, String> {
         return Ok(view);
     };
     let inbox = store.inbox();
+    let inbox_files = inbox.entries().unwrap_or_default();
     let read = store.read(|tx| {
+        // A file imported a moment ago is removed just after its transaction: count it once.
+        let mut waiting_files = 0;
+        for entry in &inbox_files {
+            let name = entry
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            if !tx.spooled_from(name.as_deref().unwrap_or_default())? {
+                waiting_files += 1;
+            }
+        }
         Ok((
+            waiting_files,
             tx.state()?,
             tx.spool_len()?,
             tx.spool_oldest()?,
@@ -255,11 +268,10 @@ pub fn status_view(config: &Config, now: u64) -> Result<StatusView, String> {
             tx.held_summary()?,
         ))
     });
-    let (state, spooled, oldest, set_aside, suspects, cooldown, (held, held_because)) =
+    let (in_inbox, state, spooled, oldest, set_aside, suspects, cooldown, (held, held_because)) =
         read.map_err(|err| unreadable(err.to_string()))?;
     view.held = held;
     view.held_because = held_because;
-    let in_inbox = inbox.len() as u64;
     view.waiting = spooled + in_inbox;
     view.inbox = in_inbox;
     view.oldest_age_secs = oldest.map(|at| now.saturating_sub(at));

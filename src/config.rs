@@ -117,19 +117,8 @@ impl ConfigError {
 /// state lives; its key is not used), else the default. Everything about such a report is
 /// decided again under the fixed config.
 pub fn state_dir_hint(path: &Path) -> PathBuf {
-    let read = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .and_then(|file| {
-            if !file.metadata()?.is_file() {
-                return Err(io::Error::other("not a regular file"));
-            }
-            let mut text = String::new();
-            io::Read::read_to_string(&mut io::Read::take(file, MAX_CONFIG_BYTES), &mut text)?;
-            Ok(text)
-        });
-    read.ok()
+    read_regular(path)
+        .ok()
         .and_then(|text| text.parse::<toml::Table>().ok())
         .and_then(|table| table.get("state_dir")?.as_str().map(PathBuf::from))
         .filter(|dir| dir.is_absolute())
@@ -290,6 +279,22 @@ pub fn env_key() -> Result<Option<String>, ConfigError> {
 /// Largest config file read; a real one is a few hundred bytes.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
+/// The text of a regular file, at most [`MAX_CONFIG_BYTES`]: opened without blocking and
+/// checked on the open file, so that a FIFO swapped in after any earlier check never hangs a
+/// ban.
+fn read_regular(path: &Path) -> io::Result<String> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut text = String::new();
+    io::Read::read_to_string(&mut io::Read::take(file, MAX_CONFIG_BYTES), &mut text)?;
+    Ok(text)
+}
+
 fn read_checked(path: &Path) -> Result<String, ConfigError> {
     let unreadable = |source| ConfigError::Unreadable {
         path: path.to_path_buf(),
@@ -326,21 +331,7 @@ fn read_checked(path: &Path) -> Result<String, ConfigError> {
             owner: meta.uid(),
         });
     }
-    let mut text = String::new();
-    // Without blocking, and checked again on the open file: a FIFO swapped in after the
-    // check above must not hang the ban.
-    fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .and_then(|file| {
-            if !file.metadata()?.is_file() {
-                return Err(io::Error::other("not a regular file"));
-            }
-            io::Read::read_to_string(&mut io::Read::take(file, MAX_CONFIG_BYTES), &mut text)
-        })
-        .map_err(unreadable)?;
-    Ok(text)
+    read_regular(path).map_err(unreadable)
 }
 
 /// Parses config text; `path` is only used in messages.
@@ -378,9 +369,18 @@ fn plain_words(message: &str) -> String {
         return BARE.to_string();
     }
     let wants = [
-        ("expected i64", "expected a whole number without quotes, e.g. timeout = 10"),
-        ("expected u64", "expected a whole number without quotes, e.g. timeout = 10"),
-        ("expected a boolean", "expected true or false without quotes"),
+        (
+            "expected i64",
+            "expected a whole number without quotes, e.g. timeout = 10",
+        ),
+        (
+            "expected u64",
+            "expected a whole number without quotes, e.g. timeout = 10",
+        ),
+        (
+            "expected a boolean",
+            "expected true or false without quotes",
+        ),
         ("expected a string", "expected text in double quotes"),
     ];
     let mut out = message.to_string();
@@ -772,9 +772,18 @@ my-webapp = "18,21"
         let cases = [
             ("api_key = 4e5f-abc", "must be in double quotes"),
             ("api_key = abc-def", "must be in double quotes"),
-            ("api_key = \"k\"\ntimeout = \"10\"", "a whole number without quotes"),
-            ("api_key = \"k\"\nsyslog = \"yes\"", "true or false without quotes"),
-            ("api_key = \"k\"\nspool_max = 1.5", "a whole number without quotes"),
+            (
+                "api_key = \"k\"\ntimeout = \"10\"",
+                "a whole number without quotes",
+            ),
+            (
+                "api_key = \"k\"\nsyslog = \"yes\"",
+                "true or false without quotes",
+            ),
+            (
+                "api_key = \"k\"\nspool_max = 1.5",
+                "a whole number without quotes",
+            ),
         ];
         for (text, said) in cases {
             let err = parse_text(text).unwrap_err().to_string();

@@ -350,18 +350,40 @@ impl Store {
         &mut self,
         job: impl FnOnce(&Txn) -> Result<T, rusqlite::Error>,
     ) -> Result<T, StoreError> {
+        self.transaction(TransactionBehavior::Immediate, true, job)
+    }
+
+    /// Runs `job` in one read transaction: one consistent view, no lock on writers.
+    pub fn read<T>(
+        &mut self,
+        job: impl FnOnce(&Txn) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        self.transaction(TransactionBehavior::Deferred, false, job)
+    }
+
+    fn transaction<T>(
+        &mut self,
+        behavior: TransactionBehavior,
+        commit: bool,
+        job: impl FnOnce(&Txn) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
         let dir = self.dir.clone();
-        let database = |source| StoreError::Database {
-            path: dir.join(DB_FILE),
-            source,
+        let fail = |err| {
+            busy_or(err, &dir, |source| StoreError::Database {
+                path: dir.join(DB_FILE),
+                source,
+            })
         };
-        let tx = self
+        let txn = Txn(self
             .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|err| busy_or(err, &dir, database))?;
-        let txn = Txn(tx);
-        let value = job(&txn).map_err(|err| busy_or(err, &dir, database))?;
-        txn.0.commit().map_err(|err| busy_or(err, &dir, database))?;
+            .transaction_with_behavior(behavior)
+            .map_err(fail)?);
+        let value = job(&txn).map_err(fail)?;
+        if commit {
+            txn.0.commit().map_err(fail)?;
+        } else {
+            txn.0.rollback().map_err(fail)?;
+        }
         Ok(value)
     }
 
@@ -382,26 +404,6 @@ impl Store {
             other => other,
         }
         .map_err(|source| StoreError::Unusable { path: db, source })
-    }
-
-    /// Runs `job` in one read transaction: one consistent view, no lock on writers.
-    pub fn read<T>(
-        &mut self,
-        job: impl FnOnce(&Txn) -> Result<T, rusqlite::Error>,
-    ) -> Result<T, StoreError> {
-        let dir = self.dir.clone();
-        let database = |source| StoreError::Database {
-            path: dir.join(DB_FILE),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(|err| busy_or(err, &dir, database))?;
-        let txn = Txn(tx);
-        let value = job(&txn).map_err(|err| busy_or(err, &dir, database))?;
-        txn.0.rollback().map_err(database)?;
-        Ok(value)
     }
 
     /// The sender lock, if it comes free within `wait`: a lock on the state directory
@@ -807,6 +809,17 @@ impl Txn<'_> {
             origin
         ])?;
         Ok(added == 1)
+    }
+
+    /// Whether the inbox file `origin` is in the spool already (imported, not yet removed).
+    pub fn spooled_from(&self, origin: &str) -> Sql<bool> {
+        self.0
+            .query_row(
+                "SELECT count(*) FROM spool WHERE origin = ?1",
+                params![origin],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
     }
 
     pub fn spool_len(&self) -> Sql<u64> {

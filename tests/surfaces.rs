@@ -24,6 +24,20 @@ fn chown(path: &std::path::Path, uid: u32) {
     std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();
 }
 
+/// Points `env` at a state_dir under a directory every user can write to: unusable.
+fn use_unsafe_state_dir(env: &TestEnv) {
+    let open = env.dir.path().join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let text = format!(
+        "api_key = \"{}\"\napi_url = \"{}\"\nstate_dir = \"{}\"\nsyslog = false\ntimeout = 2\n",
+        support::KEY,
+        env.api.url(),
+        open.join("state").display()
+    );
+    env.write_raw_config(&text, 0o600);
+}
+
 #[test]
 fn a_metrics_directory_swapped_for_a_link_or_a_fifo_is_not_written() {
     let env = TestEnv::new("metrics-swap");
@@ -42,10 +56,17 @@ fn a_metrics_directory_swapped_for_a_link_or_a_fifo_is_not_written() {
         .expect_code(0)
         .expect_said("not written")
         .expect_said("symbolic link");
-    assert_eq!(fs::read_dir(&private).unwrap().count(), 0, "written through the link");
+    assert_eq!(
+        fs::read_dir(&private).unwrap().count(),
+        0,
+        "written through the link"
+    );
     // Swapped for a FIFO: flush must end, and say why.
     fs::remove_file(&dir).unwrap();
-    let made = std::process::Command::new("mkfifo").arg(&dir).status().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&dir)
+        .status()
+        .unwrap();
     assert!(made.success());
     let run = env.run(&["flush"]);
     run.expect_code(0).expect_said("not written");
@@ -77,11 +98,17 @@ fn a_ca_file_others_can_change_is_refused_and_the_ban_kept() {
     let run = env.run(&["report", "--strict", "--categories", "18", "--", IP]);
     run.expect_code(5).expect_said("ca_file cannot be trusted");
     run.expect_said("kept in");
-    assert!(!run.all_output().contains(&ca.display().to_string()), "names no value");
+    assert!(
+        !run.all_output().contains(&ca.display().to_string()),
+        "names no value"
+    );
     assert_eq!(env.api.requests().len(), 0);
     // A FIFO in its place never hangs the ban.
     fs::remove_file(&ca).unwrap();
-    let made = std::process::Command::new("mkfifo").arg(&ca).status().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&ca)
+        .status()
+        .unwrap();
     assert!(made.success());
     let run = env.run(&["report", "--strict", "--categories", "18", "--", IP]);
     run.expect_code(5);
@@ -122,8 +149,10 @@ fn absurd_times_from_the_api_or_the_store_never_end_a_run() {
     }
     // A backoff stored at year 10000 and beyond.
     let env = TestEnv::new("store-time");
-    env.sql("UPDATE state SET backoff_until = 253402300800, backoff_granted = 253402300800, \
-             backoff_reason = 'x', quota_known = 1, quota_reset = 9223372036854775807");
+    env.sql(
+        "UPDATE state SET backoff_until = 253402300800, backoff_granted = 253402300800, \
+             backoff_reason = 'x', quota_known = 1, quota_reset = 9223372036854775807",
+    );
     let run = env.run(&["report", "--queue", "--categories", "18", "--", IP]);
     run.expect_code(0).expect_said("queued");
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
@@ -141,7 +170,10 @@ fn assert_clean(text: &str) {
     for bad in ['\u{1b}', '\r', '\u{7}', '\u{202e}', '\u{200e}', '\u{200f}'] {
         assert!(!text.contains(bad), "{bad:?} shown raw in {text:?}");
     }
-    assert!(!text.lines().any(|l| l.starts_with("forged")), "a forged line: {text}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("forged")),
+        "a forged line: {text}"
+    );
 }
 
 #[test]
@@ -182,17 +214,8 @@ fn server_text_is_shown_only_with_escapes_replaced() {
 fn the_backoff_of_a_broken_state_dir_is_its_own() {
     // Config A: state_dir unusable (a parent others can write to), API down.
     let down = TestEnv::answering("fallback-down", Reply::json(503, ""));
-    let open = down.dir.path().join("open");
-    fs::create_dir(&open).unwrap();
-    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    use_unsafe_state_dir(&down);
     let shared_run = down.dir.path().join("run");
-    let text = format!(
-        "api_key = \"{}\"\napi_url = \"{}\"\nstate_dir = \"{}\"\nsyslog = false\ntimeout = 2\n",
-        support::KEY,
-        down.api.url(),
-        open.join("state").display()
-    );
-    down.write_raw_config(&text, 0o600);
     down.run(&["report", "--categories", "18", "--", "45.155.205.1"])
         .expect_said("not safe to use")
         .expect_said("not delivered");
@@ -224,7 +247,9 @@ fn two_direct_reports_of_one_ip_at_the_same_moment_send_one_request() {
         .collect();
     assert_eq!(env.api.requests().len(), 1, "{outputs:?}");
     assert!(
-        outputs.iter().any(|o| o.contains("another process is reporting it")),
+        outputs
+            .iter()
+            .any(|o| o.contains("another process is reporting it")),
         "{outputs:?}"
     );
 }
@@ -237,7 +262,9 @@ fn check_is_not_held_by_a_used_up_report_quota() {
         "UPDATE state SET backoff_until = {reset}, backoff_granted = 3600, \
          backoff_reason = 'daily report quota used up'"
     ));
-    env.run(&["check", "--", IP]).expect_code(0).expect_said("confidence");
+    env.run(&["check", "--", IP])
+        .expect_code(0)
+        .expect_said("confidence");
     assert_eq!(env.api.requests().len(), 1);
 }
 
@@ -252,16 +279,7 @@ fn a_runtime_dir_of_another_user_is_said_not_silently_unused() {
     fs::create_dir(&run_dir).unwrap();
     chown(&run_dir, NOBODY);
     env.env("REPORTEDIP_RUNTIME_DIR", run_dir.to_str().unwrap());
-    let open = env.dir.path().join("open");
-    fs::create_dir(&open).unwrap();
-    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
-    let text = format!(
-        "api_key = \"{}\"\napi_url = \"{}\"\nstate_dir = \"{}\"\nsyslog = false\ntimeout = 2\n",
-        support::KEY,
-        env.api.url(),
-        open.join("state").display()
-    );
-    env.write_raw_config(&text, 0o600);
+    use_unsafe_state_dir(&env);
     env.run(&["report", "--categories", "18", "--", IP])
         .expect_said("runtime directory not used")
         .expect_said("owned by uid 65534");
@@ -275,9 +293,18 @@ fn bans_under_a_broken_config_are_sent_once_it_is_fixed() {
     let with_ignore = format!("{good}ignore = [\"45.155.205.0/28\"]\n");
     env.write_raw_config(&with_ignore, 0o644);
     for ip in [IP, "45.155.205.1"] {
-        env.run(&["report", "--queue", "--jail", "sshd", "--failures", "4", "--", ip])
-            .expect_code(0)
-            .expect_said("kept in");
+        env.run(&[
+            "report",
+            "--queue",
+            "--jail",
+            "sshd",
+            "--failures",
+            "4",
+            "--",
+            ip,
+        ])
+        .expect_code(0)
+        .expect_said("kept in");
     }
     assert_eq!(env.api.requests().len(), 0);
     let status = env.run(&["status"]);
@@ -309,7 +336,10 @@ fn the_placeholder_key_holds_bans_in_the_configs_state_dir() {
     let status = env.status();
     assert_eq!(status["held"], 1, "{status}");
     assert!(
-        status["held_because"].as_str().unwrap().contains("placeholder"),
+        status["held_because"]
+            .as_str()
+            .unwrap()
+            .contains("placeholder"),
         "{status}"
     );
     env.write_config("");
@@ -343,7 +373,14 @@ fn an_old_api_url_is_said_by_every_command_and_verify_key_ends_its_backoff() {
 #[test]
 fn a_new_api_url_ends_the_backoff_of_the_old_one() {
     let env = TestEnv::new("new-url");
-    env.run(&["report", "--queue", "--categories", "18", "--", "45.155.205.1"]);
+    env.run(&[
+        "report",
+        "--queue",
+        "--categories",
+        "18",
+        "--",
+        "45.155.205.1",
+    ]);
     env.wait_delivered();
     env.set_backoff_until(epoch_now() + 3600);
     env.sql("UPDATE state SET api_url = 'https://old.example/v2'");
@@ -364,7 +401,14 @@ fn a_user_who_cannot_read_the_config_is_told_to_run_as_root() {
     fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let as_nobody = |args: &[&str]| {
         let mut cmd = std::process::Command::new("setpriv");
-        cmd.args(["--reuid", "65534", "--regid", "65534", "--clear-groups", support::BIN]);
+        cmd.args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            support::BIN,
+        ]);
         cmd.arg("--config").arg(env.config_path()).args(args);
         cmd.env("REPORTEDIP_RUNTIME_DIR", env.dir.path().join("run-nobody"));
         run_command(cmd)
