@@ -17,7 +17,8 @@ use crate::config::DEFAULT_CONFIG_PATH;
         unless --strict is given, so a failed report never blocks a ban; reports that cannot be \
         delivered now are kept in a spool and sent later.",
     after_help = "Exit status: 0 done or skipped, 1 kept for retry, 2 invalid input, \
-        3 rejected by the API, 4 key rejected, 5 configuration error, 7 state unreadable."
+        3 rejected by the API (setup: the drop-in would break fail2ban's test), 4 key rejected, \
+        5 configuration error, 6 fail2ban did not restart or confirm, 7 state unreadable."
 )]
 pub struct Cli {
     /// Configuration file
@@ -60,6 +61,8 @@ pub enum Command {
     Check(CheckArgs),
     /// List the category IDs and names
     Categories,
+    /// Check the key (from standard input, or a prompt) and add the action to fail2ban's jails
+    Setup(SetupArgs),
     /// Deliver the spool in the background (started by `report`)
     #[command(hide = true)]
     SendSpool,
@@ -78,6 +81,28 @@ impl Cli {
             _ => false,
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Jails to wire: `all` (every enabled jail that has categories) or `NAME,NAME`
+    #[arg(long, value_name = "all|NAME,…")]
+    pub jails: Option<String>,
+    /// Show the drop-in and what each jail would get; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Remove the drop-in, test and restart fail2ban
+    #[arg(long)]
+    pub undo: bool,
+    /// Do not ask before writing
+    #[arg(long)]
+    pub yes: bool,
+    /// Wire the jails even when fail2ban's configuration fails its test already
+    #[arg(long)]
+    pub force: bool,
+    /// fail2ban's configuration directory
+    #[arg(long, value_name = "DIR", default_value = "/etc/fail2ban")]
+    pub fail2ban_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

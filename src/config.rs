@@ -591,6 +591,11 @@ impl Checker<'_> {
     }
 }
 
+/// A key as the config would take it: trimmed, visible ASCII only.
+pub fn checked_key(path: &Path, key: String) -> Result<SecretString, ConfigError> {
+    check_key(path, key)
+}
+
 fn check_key(path: &Path, key: String) -> Result<SecretString, ConfigError> {
     let key = key.trim().to_string();
     // The key goes into an HTTP header: anything but visible ASCII would corrupt the request.

@@ -8,7 +8,7 @@
 //! [`drain`] (how the spool is worked through) and [`sender`] (background and `flush`
 //! delivery around it), [`store`] (the SQLite state), [`state`] (backoff, quota and counters
 //! as pure decisions), [`cooldown`], [`inbox`] (reports written while the store is held),
-//! [`migrate`] (0.1's files), [`fallback`] (the backoff when `state_dir` cannot be written),
+//! [`migrate`] (0.1's files), [`setup`] (wiring fail2ban), [`fallback`] (the backoff when `state_dir` cannot be written),
 //! [`fsio`] (atomic writes, trusted files), [`trust`] (TLS roots), [`commands`] and
 //! [`views`] (the other subcommands and what they show), [`outcome`] (statuses and exit
 //! codes), [`error`] (the one error type), [`log`] (stderr and syslog).
@@ -34,6 +34,7 @@ pub mod report;
 pub mod route;
 pub mod secret;
 pub mod sender;
+pub mod setup;
 pub mod state;
 pub mod store;
 pub mod trust;
@@ -92,6 +93,18 @@ pub fn run(cli: Cli, clock: Clock) -> Result<u8, error::Error> {
             commands::check(config::load(&cli.config, env_key, false), &args, clock)
         }
         Command::Categories => commands::categories(),
+        Command::Setup(args) => setup::run(
+            &setup::Options {
+                config_path: cli.config.clone(),
+                fail2ban_dir: args.fail2ban_dir,
+                jails: args.jails,
+                dry_run: args.dry_run,
+                undo: args.undo,
+                yes: args.yes,
+                force: args.force,
+            },
+            clock,
+        ),
         Command::SendSpool => {
             commands::send_spool(config::load(&cli.config, env_key, false), clock)
         }

@@ -62,8 +62,10 @@ fn man_page() -> Vec<u8> {
          failed report never delays or repeats a fail2ban ban. With \\fB\\-\\-strict\\fR, and for \
          the other commands:\n.TP\n0\nsent, deliberately skipped (cooldown, non\\-global address, \
          ignore list), or done\n.TP\n1\nnot delivered now: kept in the spool for retry\n.TP\n2\n\
-         usage error or invalid input\n.TP\n3\nthe API rejected the report (HTTP 400/422)\n.TP\n4\n\
-         the key was refused or may not report\n.TP\n5\nconfiguration error\n.TP\n7\n\
+         usage error or invalid input\n.TP\n3\nthe API rejected the report (HTTP 400/422); \\fBsetup\\fR: the drop\\-in would make \
+         fail2ban's configuration test fail (nothing changed)\n.TP\n4\n\
+         the key was refused or may not report\n.TP\n5\nconfiguration error\n.TP\n6\n\\fBsetup\\fR: fail2ban did not restart or confirm the action \
+         (the previous files are back)\n.TP\n7\n\
          \\fBstatus\\fR cannot read the state (\\fBstatus \\-\\-prometheus\\fR still exits 0 and \
          prints reportedip_state_readable 0)",
     );

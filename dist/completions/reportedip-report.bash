@@ -31,6 +31,9 @@ _reportedip__report() {
             reportedip__report,report)
                 cmd="reportedip__report__subcmd__report"
                 ;;
+            reportedip__report,setup)
+                cmd="reportedip__report__subcmd__setup"
+                ;;
             reportedip__report,status)
                 cmd="reportedip__report__subcmd__status"
                 ;;
@@ -52,6 +55,9 @@ _reportedip__report() {
             reportedip__report__subcmd__help,report)
                 cmd="reportedip__report__subcmd__help__subcmd__report"
                 ;;
+            reportedip__report__subcmd__help,setup)
+                cmd="reportedip__report__subcmd__help__subcmd__setup"
+                ;;
             reportedip__report__subcmd__help,status)
                 cmd="reportedip__report__subcmd__help__subcmd__status"
                 ;;
@@ -65,7 +71,7 @@ _reportedip__report() {
 
     case "${cmd}" in
         reportedip__report)
-            opts="-c -h -V --config --help --version report verify-key flush status check categories help"
+            opts="-c -h -V --config --help --version report verify-key flush status check categories setup help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -153,7 +159,7 @@ _reportedip__report() {
             return 0
             ;;
         reportedip__subcmd__report__subcmd__help)
-            opts="report verify-key flush status check categories help"
+            opts="report verify-key flush status check categories setup help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -236,6 +242,20 @@ _reportedip__report() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        reportedip__subcmd__report__subcmd__help__subcmd__setup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         reportedip__subcmd__report__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -284,6 +304,36 @@ _reportedip__report() {
                     return 0
                     ;;
                 --comment)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__setup)
+            opts="-c -h --jails --dry-run --undo --yes --force --fail2ban-dir --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --jails)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fail2ban-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

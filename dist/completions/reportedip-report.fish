@@ -33,6 +33,7 @@ complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a 
 complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "status" -d 'Show the spool, backoff, quota and last outcomes'
 complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "check" -d 'Look an IP address up at ReportedIP (costs one of the day\'s checks)'
 complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "categories" -d 'List the category IDs and names'
+complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "setup" -d 'Check the key (from standard input, or a prompt) and add the action to fail2ban\'s jails'
 complete -c reportedip-report -n "__fish_reportedip_report_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand report" -l categories -d 'Comma-separated category IDs or names, e.g. `18,22` or `ssh,brute-force` [default: the jail\'s categories, then `categories` in the config]' -r
 complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand report" -l jail -d 'fail2ban jail name (picks default categories and fills the comment)' -r
@@ -59,10 +60,19 @@ complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand chec
 complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand check" -s h -l help -d 'Print help'
 complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand categories" -s c -l config -d 'Configuration file' -r -F
 complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand categories" -s h -l help -d 'Print help'
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories help" -f -a "report" -d 'Report an attacking IP address (what fail2ban\'s actionban runs)'
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories help" -f -a "verify-key" -d 'Check the config and the API key; show the key\'s permissions and daily report usage'
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories help" -f -a "flush" -d 'Deliver spooled reports now, oldest first, in the foreground'
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories help" -f -a "status" -d 'Show the spool, backoff, quota and last outcomes'
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories help" -f -a "check" -d 'Look an IP address up at ReportedIP (costs one of the day\'s checks)'
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories help" -f -a "categories" -d 'List the category IDs and names'
-complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand setup" -l jails -d 'Jails to wire: `all` (every enabled jail that has categories) or `NAME,NAME`' -r
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand setup" -l fail2ban-dir -d 'fail2ban\'s configuration directory' -r -F
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand setup" -s c -l config -d 'Configuration file' -r -F
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand setup" -l dry-run -d 'Show the drop-in and what each jail would get; change nothing'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand setup" -l undo -d 'Remove the drop-in, test and restart fail2ban'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand setup" -l yes -d 'Do not ask before writing'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand setup" -l force -d 'Wire the jails even when fail2ban\'s configuration fails its test already'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand setup" -s h -l help -d 'Print help'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories setup help" -f -a "report" -d 'Report an attacking IP address (what fail2ban\'s actionban runs)'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories setup help" -f -a "verify-key" -d 'Check the config and the API key; show the key\'s permissions and daily report usage'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories setup help" -f -a "flush" -d 'Deliver spooled reports now, oldest first, in the foreground'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories setup help" -f -a "status" -d 'Show the spool, backoff, quota and last outcomes'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories setup help" -f -a "check" -d 'Look an IP address up at ReportedIP (costs one of the day\'s checks)'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories setup help" -f -a "categories" -d 'List the category IDs and names'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories setup help" -f -a "setup" -d 'Check the key (from standard input, or a prompt) and add the action to fail2ban\'s jails'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand help; and not __fish_seen_subcommand_from report verify-key flush status check categories setup help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -316,16 +316,27 @@ impl TestEnv {
     }
 }
 
+/// Runs a command with `input` on its standard input (a pipe, not a terminal).
+pub fn run_with_input(mut cmd: Command, input: &str) -> Run {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    fs::write(file.path(), input).unwrap();
+    cmd.stdin(fs::File::open(file.path()).unwrap());
+    run_inner(cmd)
+}
+
 /// Runs a command with no stdin and a hard limit; a run that overstays is killed and fails.
 pub fn run_command(mut cmd: Command) -> Run {
+    cmd.stdin(Stdio::null());
+    run_inner(cmd)
+}
+
+fn run_inner(mut cmd: Command) -> Run {
     let command = std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|arg| arg.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join(" ");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let started = Instant::now();
     let child = cmd.spawn().expect("spawn binary");
     let pid = child.id();

@@ -1,0 +1,366 @@
+//! `setup` against a real fail2ban with a private configuration tree (as
+//! `shared/fail2ban-testing.md` describes), started by the test, and the loopback fake API.
+//!
+//! Without /usr/bin/fail2ban-server these tests print SKIPPED and pass, unless
+//! `REPORTEDIP_E2E=1` (set by `.ci/run`) makes a missing fail2ban a failure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use support::{BIN, FakeApi, Reply, Run, TempDir, run_with_input};
+
+const SERVER: &str = "/usr/bin/fail2ban-server";
+const CLIENT: &str = "/usr/bin/fail2ban-client";
+const KEY: &str = "setup-key-5e2a9c71";
+
+fn fail2ban_available(test: &str) -> bool {
+    if Path::new(SERVER).exists() && Path::new(CLIENT).exists() {
+        return true;
+    }
+    if std::env::var("REPORTEDIP_E2E").as_deref() == Ok("1") {
+        panic!("REPORTEDIP_E2E=1 but {SERVER} is missing: apt-get install fail2ban");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {SERVER} not installed (apt-get install fail2ban)"
+    );
+    false
+}
+
+/// A private fail2ban tree: `sshd` and `webapp` enabled (each with the `dummy` action),
+/// `recidive` disabled, our action file in `action.d/`, and a config with the packaged
+/// placeholder key pointing at the fake API.
+struct Tree {
+    dir: TempDir,
+    api: FakeApi,
+    pid: Option<u32>,
+}
+
+impl Tree {
+    fn new(tag: &str, api: FakeApi) -> Self {
+        let dir = TempDir::new(tag);
+        let t = dir.path();
+        fs::create_dir_all(t.join("run")).unwrap();
+        fs::create_dir_all(t.join("conf/action.d")).unwrap();
+        fs::write(
+            t.join("conf/fail2ban.conf"),
+            format!(
+                "[DEFAULT]\nloglevel = INFO\nlogtarget = {t}/f2b.log\nsocket = {t}/run/f2b.sock\n\
+                 pidfile = {t}/run/f2b.pid\ndbfile = :memory:\n\n[Definition]\nallowipv6 = auto\n\
+                 syslogsocket = auto\n",
+                t = t.display()
+            ),
+        )
+        .unwrap();
+        let status = Command::new("cp")
+            .arg("-r")
+            .arg("/etc/fail2ban/filter.d")
+            .arg(t.join("conf/filter.d"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        fs::copy(
+            "/etc/fail2ban/action.d/dummy.conf",
+            t.join("conf/action.d/dummy.conf"),
+        )
+        .unwrap();
+        fs::copy(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/action.d/reportedip.conf"),
+            t.join("conf/action.d/reportedip.conf"),
+        )
+        .unwrap();
+        let mut jails = String::from("[DEFAULT]\nbackend = polling\nusedns = no\nbantime = 1h\n");
+        for (name, enabled) in [("sshd", true), ("webapp", true), ("recidive", false)] {
+            fs::write(t.join(format!("{name}.log")), "").unwrap();
+            jails.push_str(&format!(
+                "\n[{name}]\nenabled = {enabled}\nfilter = sshd\nlogpath = {t}/{name}.log\n\
+                 action = dummy[target=\"{t}/dummy-{name}.txt\"]\n",
+                t = t.display()
+            ));
+        }
+        fs::write(t.join("conf/jail.conf"), jails).unwrap();
+        let config = format!(
+            "# reportedip-report configuration\napi_key = \"PASTE-YOUR-API-KEY-HERE\"\n\n\
+             api_url = \"{}\"\nstate_dir = \"{}/state\"\nsyslog = false\n",
+            api.url(),
+            t.display()
+        );
+        fs::write(t.join("reportedip.toml"), config).unwrap();
+        fs::set_permissions(
+            t.join("reportedip.toml"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        Self {
+            dir,
+            api,
+            pid: None,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn client(&self, args: &[&str]) -> Output {
+        Command::new(CLIENT)
+            .arg("-c")
+            .arg(self.path("conf"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn start(&mut self) {
+        let started = self.client(&["start"]);
+        assert!(started.status.success(), "start: {}", text(&started));
+        self.pid = fs::read_to_string(self.path("run/f2b.pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse().ok());
+    }
+
+    fn actions(&self, jail: &str) -> String {
+        let out = self.client(&["get", jail, "actions"]);
+        text(&out).lines().last().unwrap_or_default().to_string()
+    }
+
+    /// `setup` with `input` on standard input (a pipe, as from `echo KEY |`).
+    fn setup(&self, args: &[&str], input: &str) -> Run {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(self.path("reportedip.toml"))
+            .arg("setup")
+            .arg("--fail2ban-dir")
+            .arg(self.path("conf"))
+            .args(args)
+            .env("REPORTEDIP_RUNTIME_DIR", self.path("run-reportedip"))
+            .env("REPORTEDIP_STATE_DIR", self.path("default-state"));
+        run_with_input(cmd, input)
+    }
+
+    /// Every file of the configuration tree and the config, with its bytes.
+    fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        let mut dirs = vec![self.path("conf")];
+        while let Some(dir) = dirs.pop() {
+            for entry in fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    files.insert(path.clone(), fs::read(&path).unwrap());
+                }
+            }
+        }
+        let config = self.path("reportedip.toml");
+        files.insert(config.clone(), fs::read(&config).unwrap());
+        files
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let Some(pid) = self.pid.take() else { return };
+        let _ = self.client(&["stop"]);
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while proc_dir.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if proc_dir.exists() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn one_command_wires_the_jails_keeping_their_actions() {
+    if !fail2ban_available("one_command_wires_the_jails_keeping_their_actions") {
+        return;
+    }
+    let mut tree = Tree::new("setup-wire", FakeApi::start());
+    tree.start();
+    let config_before = fs::read_to_string(tree.path("reportedip.toml")).unwrap();
+    let started = Instant::now();
+    let run = tree.setup(&[], &format!("{KEY}\n"));
+    let _ = writeln!(
+        std::io::stderr(),
+        "setup took {:?}, fail2ban's restart included",
+        started.elapsed()
+    );
+    run.expect_code(0)
+        .expect_said("key verified")
+        .expect_said("sshd: dummy, reportedip")
+        .expect_said("webapp = \"18,21\"");
+    assert_eq!(tree.actions("sshd"), "dummy, reportedip");
+    assert_eq!(
+        tree.actions("webapp"),
+        "dummy",
+        "a jail without categories is skipped"
+    );
+    // Only the key line changed.
+    let config_after = fs::read_to_string(tree.path("reportedip.toml")).unwrap();
+    assert_eq!(
+        config_after,
+        config_before.replace("PASTE-YOUR-API-KEY-HERE", KEY)
+    );
+    let mode = fs::metadata(tree.path("reportedip.toml"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    // The key was checked (GET verify-key), never reported with, and is nowhere but the config.
+    let requests = tree.api.requests();
+    assert!(
+        requests.iter().all(|r| r.path.ends_with("/verify-key")),
+        "nothing reported"
+    );
+    assert_eq!(requests[0].header("x-key"), Some(KEY));
+    let drop_in = fs::read_to_string(tree.path("conf/jail.d/reportedip.local")).unwrap();
+    assert!(drop_in.contains("action = %(known/action)s"), "{drop_in}");
+    for (what, content) in [
+        ("the drop-in", drop_in.clone()),
+        (
+            "fail2ban's log",
+            fs::read_to_string(tree.path("f2b.log")).unwrap_or_default(),
+        ),
+        ("setup's output", run.all_output()),
+    ] {
+        assert!(!content.contains(KEY), "the key is in {what}");
+    }
+    // A second run changes nothing.
+    let before = tree.snapshot();
+    let again = tree.setup(&[], "");
+    again.expect_code(0).expect_said("nothing changed");
+    assert_eq!(tree.snapshot(), before);
+    // After another jail gets categories, a run adds just it.
+    let with_webapp = format!("{config_after}\n[jail_categories]\nwebapp = \"18,21\"\n");
+    fs::write(tree.path("reportedip.toml"), with_webapp).unwrap();
+    tree.setup(&["--yes"], "").expect_code(0);
+    assert_eq!(tree.actions("sshd"), "dummy, reportedip");
+    assert_eq!(tree.actions("webapp"), "dummy, reportedip");
+}
+
+#[test]
+fn dry_run_and_a_refused_key_change_nothing() {
+    if !fail2ban_available("dry_run_and_a_refused_key_change_nothing") {
+        return;
+    }
+    let tree = Tree::new("setup-dry", FakeApi::start());
+    let before = tree.snapshot();
+    let dry = tree.setup(&["--dry-run"], "");
+    dry.expect_code(0)
+        .expect_said("would be")
+        .expect_said("[sshd]\naction = %(known/action)s");
+    assert_eq!(tree.snapshot(), before, "--dry-run changed a file");
+    assert_eq!(tree.api.requests().len(), 0, "--dry-run asked the API");
+    // A key the API refuses.
+    let refusing = Tree::new(
+        "setup-refused",
+        FakeApi::start_with(|_, _| Reply::wp_error(401, "invalid_key", "Invalid API key")),
+    );
+    let before = refusing.snapshot();
+    refusing
+        .setup(&[], &format!("{KEY}\n"))
+        .expect_code(4)
+        .expect_said("nothing was changed");
+    assert_eq!(refusing.snapshot(), before);
+    // A key that may not report (daily report limit 0), judged as verify-key judges it.
+    let no_reports = Tree::new(
+        "setup-noreport",
+        FakeApi::start_with(|_, _| {
+            Reply::json(
+                200,
+                r#"{"data":{"valid":true,"keyName":"ro","limits":{"dailyReportLimit":0}}}"#,
+            )
+        }),
+    );
+    let before = no_reports.snapshot();
+    no_reports
+        .setup(&[], &format!("{KEY}\n"))
+        .expect_code(4)
+        .expect_said("may not report");
+    assert_eq!(no_reports.snapshot(), before);
+}
+
+#[test]
+fn a_broken_tree_or_a_breaking_drop_in_is_refused_with_every_file_unchanged() {
+    if !fail2ban_available(
+        "a_broken_tree_or_a_breaking_drop_in_is_refused_with_every_file_unchanged",
+    ) {
+        return;
+    }
+    // jail.local names a filter that does not exist: fails fail2ban's own test already.
+    let tree = Tree::new("setup-broken", FakeApi::start());
+    fs::write(
+        tree.path("conf/jail.local"),
+        "[sshd]\nfilter = no-such-filter\n",
+    )
+    .unwrap();
+    let before = tree.snapshot();
+    tree.setup(&[], &format!("{KEY}\n"))
+        .expect_code(3)
+        .expect_said("fails its own test already");
+    assert_eq!(tree.snapshot(), before);
+    // A tree without our action file: the drop-in would break it.
+    let tree = Tree::new("setup-noaction", FakeApi::start());
+    fs::remove_file(tree.path("conf/action.d/reportedip.conf")).unwrap();
+    let before = tree.snapshot();
+    tree.setup(&[], &format!("{KEY}\n"))
+        .expect_code(3)
+        .expect_said("nothing was changed");
+    assert_eq!(tree.snapshot(), before);
+}
+
+#[test]
+fn undo_leaves_the_tree_as_it_was_and_a_stopped_fail2ban_stays_stopped() {
+    if !fail2ban_available("undo_leaves_the_tree_as_it_was_and_a_stopped_fail2ban_stays_stopped") {
+        return;
+    }
+    // Stopped: wired, said, and not started.
+    let tree = Tree::new("setup-stopped", FakeApi::start());
+    tree.setup(&[], &format!("{KEY}\n"))
+        .expect_code(0)
+        .expect_said("not running: left stopped");
+    assert!(
+        !tree.path("run/f2b.sock").exists(),
+        "setup started fail2ban"
+    );
+    // Running: undo restores the tree byte for byte (the config keeps its new key).
+    let mut tree = Tree::new("setup-undo", FakeApi::start());
+    tree.start();
+    let before = tree.snapshot();
+    tree.setup(&["--jails", "sshd"], &format!("{KEY}\n"))
+        .expect_code(0);
+    assert_eq!(tree.actions("sshd"), "dummy, reportedip");
+    tree.setup(&["--undo", "--yes"], "")
+        .expect_code(0)
+        .expect_said("fail2ban restarted");
+    assert_eq!(tree.actions("sshd"), "dummy");
+    let mut after = tree.snapshot();
+    let config = tree.path("reportedip.toml");
+    after.insert(config.clone(), before[&config].clone());
+    assert_eq!(after, before);
+    // An unknown jail is named.
+    tree.setup(&["--jails", "nginx-http-auth"], "")
+        .expect_code(2)
+        .expect_said("nginx-http-auth is not enabled");
+}
