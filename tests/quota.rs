@@ -43,65 +43,6 @@ fn run(env: &TestEnv, args: &[&str]) -> support::Run {
 }
 
 #[test]
-fn the_same_ip_is_reported_again_only_for_new_categories_within_24_hours() {
-    let env = TestEnv::new("cooldown-cats");
-    run(&env, &["report", "--jail", "sshd", "--", IP]);
-    let again = run(&env, &["report", "--jail", "sshd", "--", IP]);
-    assert!(
-        again
-            .stderr
-            .contains("skipped 45.155.205.233 (18,22): already reported"),
-        "{}",
-        again.stderr
-    );
-    assert!(
-        again.stderr.contains("(cooldown 24 h)"),
-        "the default is a day: {}",
-        again.stderr
-    );
-    // recidive adds category 15: worth a report of its own.
-    run(&env, &["report", "--jail", "recidive", "--", IP]);
-    let sent = env.api.fields("categories");
-    assert_eq!(sent, ["18,22", "15,18"]);
-    let again = run(&env, &["report", "--categories", "15,22", "--", IP]);
-    assert!(
-        again.stderr.contains("already reported"),
-        "{}",
-        again.stderr
-    );
-    assert_eq!(env.api.requests().len(), 2);
-    assert_eq!(env.status()["cooldown_entries"], 1);
-}
-
-#[test]
-fn cooldown_entries_of_the_old_form_are_migrated() {
-    let env = TestEnv::new("cooldown-migrate");
-    std::fs::create_dir_all(env.spool_dir()).unwrap();
-    let then = epoch_now() - 600;
-    std::fs::write(
-        env.state_dir().join("state.json"),
-        format!(
-            r#"{{"cooldown":{{"{IP}":{then},"45.155.205.1":{}}}}}"#,
-            then - 2 * 86_400
-        ),
-    )
-    .unwrap();
-    // The old entry covered the IP as a whole: any categories wait out its window.
-    let skipped = run(&env, &["report", "--jail", "recidive", "--", IP]);
-    assert!(
-        skipped.stderr.contains("already reported 10 min ago"),
-        "{}",
-        skipped.stderr
-    );
-    // An expired old entry holds nothing.
-    run(&env, &["report", "--jail", "sshd", "--", "45.155.205.1"]);
-    assert_eq!(env.api.requests().len(), 1);
-    let state = env.state();
-    assert_eq!(state["cooldown"][IP]["0"], then, "{state}");
-    assert!(state["cooldown"]["45.155.205.1"]["18"].is_u64(), "{state}");
-}
-
-#[test]
 fn status_shows_the_quota_from_the_last_answer() {
     let reset = support::fake_api::tomorrow();
     let env = TestEnv::with_api("quota-status", quota_api(50, 14, reset));

@@ -146,9 +146,9 @@ fn queued_reports_return_promptly_while_the_api_blackholes() {
     for n in 0..10 {
         let run = env.run(&["report", "--queue", "--categories", "18", "--", &ip(n)]);
         assert_eq!(run.code, 0);
-        // The configured timeout is 2 s; the ban path must not wait for it.
+        // The ban path must not wait for the configured timeout.
         assert!(
-            run.elapsed < Duration::from_millis(1000),
+            run.elapsed < support::well_under_timeout(),
             "ban path took {:?}",
             run.elapsed
         );
@@ -328,35 +328,6 @@ fn spool_limits_drop_oldest_and_count_it() {
     );
     let text = env.run(&["status"]);
     assert!(text.stdout.contains("dropped:      4"), "{}", text.stdout);
-}
-
-#[test]
-fn cooldown_skips_a_repeat_report() {
-    let env = TestEnv::new("cooldown");
-    let first = env.run(&["report", "--categories", "18", "--", &ip(1)]);
-    assert!(first.stderr.contains("reported"));
-    let again = env.run(&[
-        "report",
-        "--queue",
-        "--categories",
-        "18",
-        "--strict",
-        "--",
-        &ip(1),
-    ]);
-    assert_eq!(again.code, 0);
-    assert!(
-        again.stderr.contains("already reported"),
-        "{}",
-        again.stderr
-    );
-    assert_eq!(env.api.requests().len(), 1);
-    let status = env.run(&["status", "--json"]).json();
-    assert_eq!(status["cooldown_entries"], 1);
-
-    env.write_config("cooldown = 0");
-    env.run(&["report", "--categories", "18", "--", &ip(1)]);
-    assert_eq!(env.api.requests().len(), 2, "cooldown = 0 turns it off");
 }
 
 #[test]

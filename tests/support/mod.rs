@@ -17,6 +17,18 @@ pub use fake_api::{FakeApi, Reply, Request};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_reportedip-report");
 pub const KEY: &str = "test-key-4f1c9a7e2b";
+/// The `timeout` of the test config, in seconds.
+pub const TIMEOUT_SECS: u64 = 2;
+
+/// The longest a request may take: `timeout`, and the 1 s watchdog beyond it.
+pub fn deadline() -> Duration {
+    Duration::from_secs(TIMEOUT_SECS + 1)
+}
+
+/// A bound well under `timeout`, for what must never wait for the network.
+pub fn well_under_timeout() -> Duration {
+    Duration::from_secs(TIMEOUT_SECS) / 2
+}
 /// No command of the binary may take longer than this in any test.
 const RUN_LIMIT: Duration = Duration::from_secs(30);
 /// How long a background sender waits for more reports in tests (the product waits 1 s).
@@ -160,7 +172,7 @@ impl TestEnv {
     /// The standard config plus `extra` lines (which may override nothing already set).
     pub fn write_config(&self, extra: &str) {
         let text = format!(
-            "api_key = \"{KEY}\"\napi_url = \"{}\"\nstate_dir = \"{}\"\nsyslog = false\ntimeout = 2\n{extra}\n",
+            "api_key = \"{KEY}\"\napi_url = \"{}\"\nstate_dir = \"{}\"\nsyslog = false\ntimeout = {TIMEOUT_SECS}\n{extra}\n",
             self.api.url(),
             self.state_dir().display()
         );
