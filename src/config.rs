@@ -117,8 +117,11 @@ impl ConfigError {
 /// state lives; its key is not used), else the default. Everything about such a report is
 /// decided again under the fixed config.
 pub fn state_dir_hint(path: &Path) -> PathBuf {
-    read_regular(path)
-        .ok()
+    // Only a file of root's or ours may say where root keeps state.
+    let ours = fs::metadata(path)
+        .is_ok_and(|meta| meta.uid() == 0 || Some(meta.uid()) == crate::fsio::effective_uid());
+    ours.then(|| read_regular(path).ok())
+        .flatten()
         .and_then(|text| text.parse::<toml::Table>().ok())
         .and_then(|table| table.get("state_dir")?.as_str().map(PathBuf::from))
         .filter(|dir| dir.is_absolute())

@@ -110,6 +110,31 @@ pub struct Store {
     /// What opening found and mended (a corrupt database moved aside, 0.1 files imported),
     /// for the caller to log.
     pub notes: Vec<String>,
+    writable: bool,
+}
+
+/// Longest the write-ahead log may grow before a run folds it into the database: every new
+/// process reads the whole log to rebuild its index, so its length is paid on every ban.
+const WAL_LIMIT_BYTES: u64 = 128 * 1024;
+
+impl Drop for Store {
+    /// Folds a long log into the database and truncates it, without waiting for anyone: the
+    /// run that finds it long pays one checkpoint, the next bans read a short log. (SQLite's
+    /// own automatic checkpoint cannot do this here: a process that rebuilt the index never
+    /// reaches the next transaction that would restart the log.)
+    fn drop(&mut self) {
+        if !self.writable {
+            return;
+        }
+        let [_, wal, _] = db_files(&self.dir.join(DB_FILE));
+        if fs::symlink_metadata(&wal).map_or(true, |meta| meta.len() <= WAL_LIMIT_BYTES) {
+            return;
+        }
+        let _ = self.conn.busy_timeout(Duration::ZERO);
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    }
 }
 
 /// `u64` times and counters as SQLite integers; absurd values are clamped, never wrapped.
@@ -298,7 +323,8 @@ impl Store {
         let conn = Connection::open_with_flags(db, flags).map_err(database)?;
         conn.busy_timeout(BUSY_WAIT).map_err(database)?;
         // Each ban is a process of its own: a checkpoint whenever one closes would cost every
-        // ban two more fsyncs and a new log. The log stays; SQLite checkpoints it as it grows.
+        // ban two more fsyncs and a new log. The log stays between runs, and is kept short
+        // (see `Drop`): the first connection of a process reads all of it to rebuild its index.
         conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
@@ -311,7 +337,7 @@ impl Store {
             // Commits are atomic and survive a crash of the process either way; the ones that
             // keep a report are made durable against a power cut by [`Store::sync`], so that
             // a ban that only reads (cooldown) or a direct report's claim costs no fsync.
-            conn.execute_batch("PRAGMA synchronous = NORMAL")
+            conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0")
                 .map_err(database)?;
             if version < SCHEMA_VERSION {
                 create_schema(&conn).map_err(|err| busy_or(err, dir, database))?;
@@ -333,6 +359,7 @@ impl Store {
             conn,
             dir: dir.to_path_buf(),
             notes: Vec::new(),
+            writable: !read_only,
         })
     }
 

@@ -210,3 +210,27 @@ fn status_says_when_it_cannot_read_the_state() {
         metrics.stdout
     );
 }
+
+#[test]
+fn the_write_ahead_log_stays_short_over_many_bans() {
+    let env = TestEnv::new("wal-bounded");
+    env.set_backoff_until(epoch_now() + 3600);
+    let mut largest = 0;
+    for n in 0..80 {
+        env.run(&[
+            "report",
+            "--queue",
+            "--categories",
+            "18",
+            "--",
+            &format!("45.155.{}.{}", n / 200, n % 200 + 1),
+        ])
+        .expect_code(0);
+        let wal = fs::metadata(env.state_dir().join("state.db-wal")).map_or(0, |m| m.len());
+        largest = largest.max(wal);
+    }
+    // Each new process reads the whole log: it is folded into the database once it passes
+    // 128 KiB, so it never holds more than that and one ban's pages.
+    assert!(largest < 192 * 1024, "the log grew to {largest} bytes");
+    assert_eq!(env.spooled(), 80, "nothing lost to the folding");
+}
