@@ -337,7 +337,7 @@ impl Store {
             // Commits are atomic and survive a crash of the process either way; the ones that
             // keep a report are made durable against a power cut by [`Store::sync`], so that
             // a ban that only reads (cooldown) or a direct report's claim costs no fsync.
-            conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0")
+            conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 64")
                 .map_err(database)?;
             if version < SCHEMA_VERSION {
                 create_schema(&conn).map_err(|err| busy_or(err, dir, database))?;

@@ -681,6 +681,13 @@ fn assert_bounded_without_state(tag: &str, break_it: impl Fn(&Mount)) {
             "{tag}: {}",
             run.stderr
         );
+        if tag == "read-only" {
+            assert!(
+                run.stderr.contains("ReadWritePaths="),
+                "says how to allow it under the flush service: {}",
+                run.stderr
+            );
+        }
     }
     assert_eq!(
         env.api.requests().len(),

@@ -197,8 +197,28 @@ fn one_command_wires_the_jails_keeping_their_actions() {
     let mut tree = Tree::new("setup-wire", FakeApi::start());
     tree.start();
     let config_before = fs::read_to_string(tree.path("reportedip.toml")).unwrap();
+    // Watch every process's command line while setup runs (fail2ban-client included).
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let watching = std::sync::Arc::clone(&watching);
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while watching.load(std::sync::atomic::Ordering::SeqCst) {
+                for entry in fs::read_dir("/proc").unwrap().flatten() {
+                    let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                    if String::from_utf8_lossy(&cmdline).contains(KEY) {
+                        seen.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+                    }
+                }
+            }
+            seen
+        })
+    };
     let started = Instant::now();
     let run = tree.setup(&[], &format!("{KEY}\n"));
+    watching.store(false, std::sync::atomic::Ordering::SeqCst);
+    let seen = watcher.join().unwrap();
+    assert!(seen.is_empty(), "the key in a process list: {seen:?}");
     let _ = writeln!(
         std::io::stderr(),
         "setup took {:?}, fail2ban's restart included",
