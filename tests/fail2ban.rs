@@ -14,28 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::{BIN, FakeApi, Reply, TempDir};
+use support::{BIN, FakeApi, Reply, TempDir, fail2ban_available};
 
-const SERVER: &str = "/usr/bin/fail2ban-server";
 const CLIENT: &str = "/usr/bin/fail2ban-client";
 const WAIT: Duration = Duration::from_secs(30);
 const KEY: &str = "e2e-key-93b1d0";
-
-/// Whether the tests can run; panics when they must and cannot.
-fn fail2ban_available(test: &str) -> bool {
-    if Path::new(SERVER).exists() && Path::new(CLIENT).exists() {
-        return true;
-    }
-    if std::env::var("REPORTEDIP_E2E").as_deref() == Ok("1") {
-        panic!("REPORTEDIP_E2E=1 but {SERVER} is missing: apt-get install fail2ban");
-    }
-    // Straight to stderr: libtest hides eprintln! output of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: {SERVER} not installed (apt-get install fail2ban)"
-    );
-    false
-}
 
 /// One jail of the private config: its name, its filter and the reportedip action arguments.
 struct Jail<'a> {

@@ -460,7 +460,14 @@ fn a_report_that_keeps_failing_alone_is_set_aside_after_an_hour() {
 
 #[test]
 fn a_signal_during_a_direct_report_keeps_it() {
-    for (signal, strict, code) in [("TERM", true, 1), ("HUP", false, 0), ("INT", false, 0)] {
+    let signals = [
+        ("TERM", true, 1),
+        ("HUP", false, 0),
+        ("INT", false, 0),
+        ("USR1", false, 0),
+        ("ALRM", false, 0),
+    ];
+    for (signal, strict, code) in signals {
         let env = TestEnv::answering("signal", Reply::Hang);
         let text = fs::read_to_string(env.config_path())
             .unwrap()

@@ -11,29 +11,14 @@ mod support;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::{BIN, FakeApi, Reply, Run, TempDir, run_with_input};
+use support::{BIN, FakeApi, Reply, Run, TempDir, fail2ban_available, run_with_input};
 
-const SERVER: &str = "/usr/bin/fail2ban-server";
 const CLIENT: &str = "/usr/bin/fail2ban-client";
 const KEY: &str = "setup-key-5e2a9c71";
-
-fn fail2ban_available(test: &str) -> bool {
-    if Path::new(SERVER).exists() && Path::new(CLIENT).exists() {
-        return true;
-    }
-    if std::env::var("REPORTEDIP_E2E").as_deref() == Ok("1") {
-        panic!("REPORTEDIP_E2E=1 but {SERVER} is missing: apt-get install fail2ban");
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: {SERVER} not installed (apt-get install fail2ban)"
-    );
-    false
-}
 
 /// A private fail2ban tree: `sshd` and `webapp` enabled (each with the `dummy` action),
 /// `recidive` disabled, our action file in `action.d/`, and a config with the packaged

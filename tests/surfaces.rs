@@ -376,27 +376,3 @@ fn a_user_who_cannot_read_the_config_is_told_to_run_as_root() {
         .expect_code(0)
         .expect_said("categories=18,22");
 }
-
-#[test]
-fn other_signals_during_a_direct_report_keep_it() {
-    for signal in ["USR1", "ALRM"] {
-        let env = TestEnv::answering("signal-more", Reply::Hang);
-        let mut cmd = env.command(&["report", "--categories", "18", "--", IP]);
-        cmd.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        assert!(
-            env.api
-                .wait_until(Duration::from_secs(10), |reqs| !reqs.is_empty())
-        );
-        let sent = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let status = child.wait().unwrap();
-        assert_eq!(status.code(), Some(0), "{signal}: {status:?}");
-        assert_eq!(env.spooled(), 1, "{signal}: the report was lost");
-    }
-}

@@ -372,6 +372,25 @@ fn run_inner(mut cmd: Command) -> Run {
     }
 }
 
+/// Whether a real fail2ban is installed for the end-to-end tests; panics when `REPORTEDIP_E2E=1`
+/// (set by `.ci/run`) says they must run and it is missing, else says SKIPPED.
+pub fn fail2ban_available(test: &str) -> bool {
+    const SERVER: &str = "/usr/bin/fail2ban-server";
+    if Path::new(SERVER).exists() && Path::new("/usr/bin/fail2ban-client").exists() {
+        return true;
+    }
+    if std::env::var("REPORTEDIP_E2E").as_deref() == Ok("1") {
+        panic!("REPORTEDIP_E2E=1 but {SERVER} is missing: apt-get install fail2ban");
+    }
+    // Straight to stderr: libtest hides eprintln! output of passing tests.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {SERVER} not installed (apt-get install fail2ban)"
+    );
+    false
+}
+
 /// UNIX seconds now, to compare against timestamps the binary writes.
 pub fn epoch_now() -> u64 {
     std::time::SystemTime::now()
