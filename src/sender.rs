@@ -169,17 +169,17 @@ impl Sender<'_> {
             Err(err) => Summary {
                 stopped: Some(format!("cannot take the sender lock: {err}")),
                 status: Some(Status::NotDelivered),
-                waiting: self.waiting(),
+                waiting: self.waiting().unwrap_or_default(),
                 ..Summary::default()
             },
         }
     }
 
     /// Reports waiting: in the spool and in the inbox.
-    fn waiting(&self) -> u64 {
+    fn waiting(&self) -> Result<u64, StoreError> {
         let mut store = self.store.borrow_mut();
         let inbox = store.inbox().len() as u64;
-        store.read(|tx| tx.spool_len()).unwrap_or(0) + inbox
+        Ok(store.read(|tx| tx.spool_len())? + inbox)
     }
 
     /// Delivers spooled reports until the spool is empty or a failure (or, unless
@@ -190,7 +190,15 @@ impl Sender<'_> {
             summary.stopped = Some(stop.reason);
             summary.status = Some(stop.status);
         }
-        summary.waiting = self.waiting();
+        match self.waiting() {
+            Ok(waiting) => summary.waiting = waiting,
+            // Never a silent 0: the count is unknown, and said.
+            Err(err) if summary.stopped.is_none() => {
+                summary.stopped = Some(format!("cannot count what waits: {err}"));
+                summary.status = Some(Status::NotDelivered);
+            }
+            Err(_) => {}
+        }
         summary
     }
 
@@ -463,9 +471,10 @@ impl Sender<'_> {
         Ok(())
     }
 
-    /// Whether more than `left` reports wait (spool or inbox).
+    /// Whether more than `left` reports wait (spool or inbox). A store that cannot be read
+    /// ends this sender; the reports stay for the next one (or `flush`), which says why.
     fn more_than(&self, left: u64) -> bool {
-        self.waiting() > left
+        self.waiting().is_ok_and(|waiting| waiting > left)
     }
 
     /// Whether more than `left` reports wait within `linger`.
