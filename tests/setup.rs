@@ -369,3 +369,65 @@ fn undo_leaves_the_tree_as_it_was_and_a_stopped_fail2ban_stays_stopped() {
         .expect_code(2)
         .expect_said("nginx-http-auth is not enabled");
 }
+
+#[test]
+fn on_a_terminal_the_key_is_prompted_for_and_the_change_confirmed() {
+    if !fail2ban_available("on_a_terminal_the_key_is_prompted_for_and_the_change_confirmed") {
+        return;
+    }
+    use std::io::Read;
+    let tree = Tree::new("setup-tty", FakeApi::start());
+    // script(1) gives setup a terminal; what it shows comes back on script's stdout.
+    let command = format!(
+        "{BIN} --config {} setup --fail2ban-dir {}",
+        tree.path("reportedip.toml").display(),
+        tree.path("conf").display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("REPORTEDIP_RUNTIME_DIR", tree.path("run-reportedip"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0
+                || tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut shown = String::new();
+    let wait_for = |text: &str, shown: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !shown.contains(text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(chunk) => shown.push_str(&chunk),
+                Err(_) => panic!("never showed {text:?}:\n{shown}"),
+            }
+        }
+    };
+    // Typed once the prompt is there, as a person would. (Whether the terminal echoes it is
+    // rpassword's part, and not asserted here: a key typed the instant the prompt appears may
+    // arrive before echo is off, and telling that apart would take a sleep.)
+    wait_for("API key", &mut shown);
+    stdin.write_all(format!("{KEY}\n").as_bytes()).unwrap();
+    wait_for("[y/N]", &mut shown);
+    stdin.write_all(b"y\n").unwrap();
+    wait_for("wrote", &mut shown);
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{shown}");
+    let config = fs::read_to_string(tree.path("reportedip.toml")).unwrap();
+    assert!(config.contains(&format!("api_key = \"{KEY}\"")), "{config}");
+}
