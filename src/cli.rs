@@ -18,7 +18,8 @@ use crate::config::DEFAULT_CONFIG_PATH;
         delivered now are kept in a spool and sent later.",
     after_help = "Exit status: 0 done or skipped, 1 kept for retry, 2 invalid input, \
         3 rejected by the API (setup: the drop-in would break fail2ban's test), 4 key rejected, \
-        5 configuration error, 6 fail2ban did not restart or confirm, 7 state unreadable."
+        5 configuration error, 6 fail2ban did not restart or confirm (nft refused the blocklist), \
+        7 state unreadable, 8 blocklist refused, 9 blocklist download failed."
 )]
 pub struct Cli {
     /// Configuration file
@@ -63,6 +64,9 @@ pub enum Command {
     Categories,
     /// Check the key (from standard input, or a prompt) and add the action to fail2ban's jails
     Setup(SetupArgs),
+    /// Block with community data: the ReportedIP blocklist in nftables
+    #[command(subcommand)]
+    Blocklist(BlocklistCommand),
     /// Deliver the spool in the background (started by `report`)
     #[command(hide = true)]
     SendSpool,
@@ -77,10 +81,36 @@ impl Cli {
         match &self.command {
             Command::VerifyKey { json } | Command::Status { json, .. } => *json,
             Command::Check(args) => args.json,
+            Command::Blocklist(BlocklistCommand::Status { json, .. }) => *json,
             Command::Report(args) => args.json,
             _ => false,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BlocklistCommand {
+    /// Download the feed, verify, filter and load it (exit 8 refused, 9 download failed)
+    Update {
+        /// Load a list that shrank by more than max_shrink_percent
+        #[arg(long)]
+        force: bool,
+    },
+    /// Load the saved list again, without the network (boot; after a firewall reload)
+    Apply,
+    /// Show what is in force, what was left out and why, and what was dropped
+    Status {
+        /// Print one JSON object instead of text
+        #[arg(long, conflicts_with = "prometheus")]
+        json: bool,
+        /// Print node_exporter textfile-collector metrics
+        #[arg(long)]
+        prometheus: bool,
+    },
+    /// Delete the blocklist's table; the saved list stays
+    Remove,
+    /// Print the nft script that apply would load
+    Print,
 }
 
 #[derive(Debug, Args)]

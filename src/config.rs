@@ -147,7 +147,45 @@ struct RawConfig {
     ca_file: Option<Spanned<PathBuf>>,
     metrics_file: Option<Spanned<PathBuf>>,
     jail_categories: Option<BTreeMap<Spanned<String>, Spanned<RawCategories>>>,
+    blocklist: Option<Spanned<RawBlocklist>>,
 }
+
+/// `[blocklist]` as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBlocklist {
+    source: Option<String>,
+    lists: Option<Vec<String>>,
+    min_confidence: Option<i64>,
+    ipv6: Option<bool>,
+    table: Option<String>,
+    hooks: Option<Vec<String>>,
+    allow: Option<Vec<String>>,
+    max_age_days: Option<i64>,
+    max_shrink_percent: Option<i64>,
+    max_entries: Option<i64>,
+}
+
+/// The community blocklist's settings; present only when the config has `[blocklist]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocklist {
+    /// Base URL of the feed (or a mirror of it).
+    pub source: String,
+    /// `["all"]`, or thematic list names.
+    pub lists: Vec<String>,
+    pub min_confidence: Option<u8>,
+    pub ipv6: bool,
+    pub table: String,
+    pub hooks: Vec<String>,
+    pub allow: Vec<Network>,
+    pub max_age_days: u64,
+    pub max_shrink_percent: u8,
+    pub max_entries: u64,
+}
+
+/// The public feed (CC BY 4.0).
+pub const DEFAULT_FEED: &str =
+    "https://raw.githubusercontent.com/reportedip/reportedip-blacklist/main";
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -188,6 +226,8 @@ pub struct Config {
     pub jail_categories: BTreeMap<String, Categories>,
     /// Things worth fixing that did not stop the config from loading; each run logs them.
     pub warnings: Vec<String>,
+    /// `[blocklist]`, when the config opts in.
+    pub blocklist: Option<Blocklist>,
 }
 
 impl Config {
@@ -212,6 +252,7 @@ impl Config {
             metrics_file: None,
             jail_categories: BTreeMap::new(),
             warnings: Vec::new(),
+            blocklist: None,
         }
     }
 
@@ -531,6 +572,9 @@ impl Checker<'_> {
             }
             config.metrics_file = Some(file.into_inner());
         }
+        if let Some(section) = &raw.blocklist {
+            config.blocklist = Some(self.blocklist(section)?);
+        }
         for (jail, cats) in raw.jail_categories.unwrap_or_default() {
             // Dealt with by `check_misplaced_key`: never a jail, never to be quoted.
             if jail.get_ref() == "api_key" {
@@ -541,6 +585,98 @@ impl Checker<'_> {
             config.jail_categories.insert(jail.into_inner(), cats);
         }
         Ok(config)
+    }
+
+    fn blocklist(&self, section: &Spanned<RawBlocklist>) -> Result<Blocklist, ConfigError> {
+        let raw = section.get_ref();
+        let bad =
+            |key: &str, reason: String| self.invalid(section, &format!("blocklist.{key}"), reason);
+        let source = raw
+            .source
+            .clone()
+            .unwrap_or_else(|| DEFAULT_FEED.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        let scheme_ok = source.starts_with("https://")
+            || source
+                .strip_prefix("http://")
+                .and_then(|rest| rest.split(['/', ':']).next())
+                .is_some_and(is_loopback_host);
+        if !scheme_ok {
+            return Err(bad(
+                "source",
+                "must be an https:// URL (http:// only for loopback)".into(),
+            ));
+        }
+        let lists = raw.lists.clone().unwrap_or_else(|| vec!["all".into()]);
+        let known =
+            |name: &String| name == "all" || crate::blocklist::THEMATIC.contains(&name.as_str());
+        if lists.is_empty()
+            || !lists.iter().all(known)
+            || (lists.len() > 1 && lists.contains(&"all".into()))
+        {
+            return Err(bad(
+                "lists",
+                format!(
+                    "must be [\"all\"] or names from {}",
+                    crate::blocklist::THEMATIC.join(", ")
+                ),
+            ));
+        }
+        let min_confidence = raw
+            .min_confidence
+            .map(|c| u8::try_from(c).ok().filter(|c| *c <= 100))
+            .map(|c| c.ok_or_else(|| bad("min_confidence", "must be 0 to 100".into())))
+            .transpose()?;
+        let table = raw.table.clone().unwrap_or_else(|| "reportedip".into());
+        if table.is_empty()
+            || !table
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(bad("table", "must be letters, digits, - or _".into()));
+        }
+        let hooks = raw.hooks.clone().unwrap_or_else(|| vec!["input".into()]);
+        if hooks.is_empty() || !hooks.iter().all(|h| h == "input" || h == "forward") {
+            return Err(bad(
+                "hooks",
+                "must be [\"input\"], [\"forward\"] or both".into(),
+            ));
+        }
+        let allow = raw
+            .allow
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .map(|net| net.parse::<Network>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| bad("allow", err.to_string()))?;
+        let positive = |key: &str, value: Option<i64>, default: u64| -> Result<u64, ConfigError> {
+            value.map_or(Ok(default), |v| {
+                u64::try_from(v)
+                    .ok()
+                    .filter(|v| *v > 0)
+                    .ok_or_else(|| bad(key, "must be a positive whole number".into()))
+            })
+        };
+        let max_shrink_percent = raw
+            .max_shrink_percent
+            .map_or(Ok(50), |v| {
+                u8::try_from(v).ok().filter(|v| *v <= 100).ok_or(())
+            })
+            .map_err(|()| bad("max_shrink_percent", "must be 0 to 100".into()))?;
+        Ok(Blocklist {
+            source,
+            lists,
+            min_confidence,
+            ipv6: raw.ipv6.unwrap_or(true),
+            table,
+            hooks,
+            allow,
+            max_age_days: positive("max_age_days", raw.max_age_days, 7)?,
+            max_shrink_percent,
+            max_entries: positive("max_entries", raw.max_entries, 500_000)?,
+        })
     }
 
     /// An `api_key` line after a `[table]` header lands inside that table: the most likely

@@ -8,12 +8,15 @@
 //! [`drain`] (how the spool is worked through) and [`sender`] (background and `flush`
 //! delivery around it), [`store`] (the SQLite state), [`state`] (backoff, quota and counters
 //! as pure decisions), [`cooldown`], [`inbox`] (reports written while the store is held),
-//! [`migrate`] (0.1's files), [`setup`] (wiring fail2ban), [`fallback`] (the backoff when `state_dir` cannot be written),
+//! [`migrate`] (0.1's files), [`setup`] (wiring fail2ban), [`blocklist`] (the community
+//! blocklist's decisions) with [`feed`], [`firewall`] and [`blocking`] (its commands), [`fallback`] (the backoff when `state_dir` cannot be written),
 //! [`fsio`] (atomic writes, trusted files), [`trust`] (TLS roots), [`commands`] and
 //! [`views`] (the other subcommands and what they show), [`outcome`] (statuses and exit
 //! codes), [`error`] (the one error type), [`log`] (stderr and syslog).
 
 pub mod api;
+pub mod blocking;
+pub mod blocklist;
 pub mod categories;
 pub mod cli;
 pub mod clock;
@@ -24,6 +27,8 @@ pub mod delivery;
 pub mod drain;
 pub mod error;
 pub mod fallback;
+pub mod feed;
+pub mod firewall;
 pub mod fsio;
 pub mod inbox;
 pub mod log;
@@ -93,6 +98,25 @@ pub fn run(cli: Cli, clock: Clock) -> Result<u8, error::Error> {
             commands::check(config::load(&cli.config, env_key, false), &args, clock)
         }
         Command::Categories => commands::categories(),
+        Command::Blocklist(command) => {
+            let config = config::load(&cli.config, env_key, true)?;
+            match command {
+                cli::BlocklistCommand::Update { force } => {
+                    blocking::update(&config, force, config.timeout * 6, clock)
+                }
+                cli::BlocklistCommand::Apply => blocking::apply(&config, clock),
+                cli::BlocklistCommand::Status { json, prometheus } => {
+                    let format = match (json, prometheus) {
+                        (true, _) => commands::StatusFormat::Json,
+                        (_, true) => commands::StatusFormat::Prometheus,
+                        _ => commands::StatusFormat::Text,
+                    };
+                    blocking::status(&config, format, clock)
+                }
+                cli::BlocklistCommand::Remove => blocking::remove(&config),
+                cli::BlocklistCommand::Print => blocking::print(&config),
+            }
+        }
         Command::Setup(args) => setup::run(
             &setup::Options {
                 config_path: cli.config.clone(),

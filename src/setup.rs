@@ -66,6 +66,21 @@ pub fn parse_dump(dump: &str) -> Vec<Jail> {
     jails
 }
 
+/// Every `ignoreip` entry of every jail in a configuration dump
+/// (`['set', 'sshd', 'addignoreip', '127.0.0.1/8', '::1']`).
+pub fn parse_ignoreip(dump: &str) -> Vec<String> {
+    dump.lines()
+        .map(str::trim)
+        .filter_map(|line| line.strip_prefix("['set', '")?.strip_suffix("']"))
+        .filter_map(|fields| {
+            fields
+                .split_once("', 'addignoreip', '")
+                .map(|(_, rest)| rest)
+        })
+        .flat_map(|rest| rest.split("', '").map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
 /// Which jails to wire: `--jails all`, `--jails a,b`, or (none given) every enabled jail
 /// that has categories.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,11 +296,16 @@ impl Fail2ban {
 
     /// The enabled jails, from the configuration (works whether or not the server runs).
     pub fn jails(&self) -> Result<Vec<Jail>, String> {
+        self.dump().map(|dump| parse_dump(&dump))
+    }
+
+    /// The configuration dump (`--dp`).
+    pub fn dump(&self) -> Result<String, String> {
         let said = self.run(&["--dp"]);
-        if !said.ok {
-            return Err(last_lines(&said.output, 3));
+        match said.ok {
+            true => Ok(said.output),
+            false => Err(last_lines(&said.output, 3)),
         }
-        Ok(parse_dump(&said.output))
     }
 
     pub fn running(&self) -> bool {

@@ -138,11 +138,40 @@ impl FromStr for Network {
             None => max,
             Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
         };
+        // The network's own address: host bits cleared, as nft wants it.
+        let addr = match addr {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V4((u32::from(v4) & mask).into())
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        };
         Ok(Self { addr, prefix })
     }
 }
 
 impl Network {
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// Whether it is one address rather than a range.
+    pub fn is_host(&self) -> bool {
+        self.prefix == if self.addr.is_ipv4() { 32 } else { 128 }
+    }
+
+    /// Whether the two share any address (one contains the other's first address).
+    pub fn overlaps(&self, other: &Network) -> bool {
+        self.contains(other.addr) || other.contains(self.addr)
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
@@ -152,6 +181,15 @@ impl Network {
                 prefix_match128(u128::from(ip), u128::from(net), self.prefix)
             }
             _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.is_host() {
+            true => write!(f, "{}", self.addr),
+            false => write!(f, "{}/{}", self.addr, self.prefix),
         }
     }
 }

@@ -16,6 +16,9 @@ _reportedip__report() {
             ",$1")
                 cmd="reportedip__report"
                 ;;
+            reportedip__report,blocklist)
+                cmd="reportedip__report__subcmd__blocklist"
+                ;;
             reportedip__report,categories)
                 cmd="reportedip__report__subcmd__categories"
                 ;;
@@ -39,6 +42,45 @@ _reportedip__report() {
                 ;;
             reportedip__report,verify-key)
                 cmd="reportedip__report__subcmd__verify__subcmd__key"
+                ;;
+            reportedip__report__subcmd__blocklist,apply)
+                cmd="reportedip__report__subcmd__blocklist__subcmd__apply"
+                ;;
+            reportedip__report__subcmd__blocklist,help)
+                cmd="reportedip__report__subcmd__blocklist__subcmd__help"
+                ;;
+            reportedip__report__subcmd__blocklist,print)
+                cmd="reportedip__report__subcmd__blocklist__subcmd__print"
+                ;;
+            reportedip__report__subcmd__blocklist,remove)
+                cmd="reportedip__report__subcmd__blocklist__subcmd__remove"
+                ;;
+            reportedip__report__subcmd__blocklist,status)
+                cmd="reportedip__report__subcmd__blocklist__subcmd__status"
+                ;;
+            reportedip__report__subcmd__blocklist,update)
+                cmd="reportedip__report__subcmd__blocklist__subcmd__update"
+                ;;
+            reportedip__report__subcmd__blocklist__subcmd__help,apply)
+                cmd="reportedip__report__subcmd__blocklist__subcmd__help__subcmd__apply"
+                ;;
+            reportedip__report__subcmd__blocklist__subcmd__help,help)
+                cmd="reportedip__report__subcmd__blocklist__subcmd__help__subcmd__help"
+                ;;
+            reportedip__report__subcmd__blocklist__subcmd__help,print)
+                cmd="reportedip__report__subcmd__blocklist__subcmd__help__subcmd__print"
+                ;;
+            reportedip__report__subcmd__blocklist__subcmd__help,remove)
+                cmd="reportedip__report__subcmd__blocklist__subcmd__help__subcmd__remove"
+                ;;
+            reportedip__report__subcmd__blocklist__subcmd__help,status)
+                cmd="reportedip__report__subcmd__blocklist__subcmd__help__subcmd__status"
+                ;;
+            reportedip__report__subcmd__blocklist__subcmd__help,update)
+                cmd="reportedip__report__subcmd__blocklist__subcmd__help__subcmd__update"
+                ;;
+            reportedip__report__subcmd__help,blocklist)
+                cmd="reportedip__report__subcmd__help__subcmd__blocklist"
                 ;;
             reportedip__report__subcmd__help,categories)
                 cmd="reportedip__report__subcmd__help__subcmd__categories"
@@ -64,6 +106,21 @@ _reportedip__report() {
             reportedip__report__subcmd__help,verify-key)
                 cmd="reportedip__report__subcmd__help__subcmd__verify__subcmd__key"
                 ;;
+            reportedip__report__subcmd__help__subcmd__blocklist,apply)
+                cmd="reportedip__report__subcmd__help__subcmd__blocklist__subcmd__apply"
+                ;;
+            reportedip__report__subcmd__help__subcmd__blocklist,print)
+                cmd="reportedip__report__subcmd__help__subcmd__blocklist__subcmd__print"
+                ;;
+            reportedip__report__subcmd__help__subcmd__blocklist,remove)
+                cmd="reportedip__report__subcmd__help__subcmd__blocklist__subcmd__remove"
+                ;;
+            reportedip__report__subcmd__help__subcmd__blocklist,status)
+                cmd="reportedip__report__subcmd__help__subcmd__blocklist__subcmd__status"
+                ;;
+            reportedip__report__subcmd__help__subcmd__blocklist,update)
+                cmd="reportedip__report__subcmd__help__subcmd__blocklist__subcmd__update"
+                ;;
             *)
                 ;;
         esac
@@ -71,8 +128,238 @@ _reportedip__report() {
 
     case "${cmd}" in
         reportedip__report)
-            opts="-c -h -V --config --help --version report verify-key flush status check categories setup help"
+            opts="-c -h -V --config --help --version report verify-key flush status check categories setup blocklist help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__blocklist)
+            opts="-c -h --config --help update apply status remove print help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__blocklist__subcmd__apply)
+            opts="-c -h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__blocklist__subcmd__help)
+            opts="update apply status remove print help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__blocklist__subcmd__help__subcmd__apply)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__blocklist__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__blocklist__subcmd__help__subcmd__print)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__blocklist__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__blocklist__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__blocklist__subcmd__help__subcmd__update)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__blocklist__subcmd__print)
+            opts="-c -h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__blocklist__subcmd__remove)
+            opts="-c -h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__blocklist__subcmd__status)
+            opts="-c -h --json --prometheus --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__blocklist__subcmd__update)
+            opts="-c -h --force --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -159,8 +446,92 @@ _reportedip__report() {
             return 0
             ;;
         reportedip__subcmd__report__subcmd__help)
-            opts="report verify-key flush status check categories setup help"
+            opts="report verify-key flush status check categories setup blocklist help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__help__subcmd__blocklist)
+            opts="update apply status remove print"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__help__subcmd__blocklist__subcmd__apply)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__help__subcmd__blocklist__subcmd__print)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__help__subcmd__blocklist__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__help__subcmd__blocklist__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        reportedip__subcmd__report__subcmd__help__subcmd__blocklist__subcmd__update)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

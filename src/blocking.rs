@@ -1,0 +1,596 @@
+//! The `blocklist` commands: `update` (download, verify, filter, check, load), `apply` (the
+//! saved copy, no network), `print`, `remove` and `status`. The decisions are
+//! [`crate::blocklist`]; the download [`crate::feed`]; the kernel [`crate::firewall`]. What is
+//! kept lives under `state_dir/blocklist/`: the last good list, the feed's validators, and
+//! what was applied and when.
+
+use std::fs::{DirBuilder, File};
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::blocklist::{self, Exempt, Filtered, Limits, Table};
+use crate::clock::{Clock, format_utc};
+use crate::config::{Blocklist, Config};
+use crate::error::Error;
+use crate::feed::{self, FeedError, Fetched, Validators};
+use crate::firewall;
+use crate::fsio;
+use crate::outcome::exit;
+use crate::validate::Network;
+
+/// `blocklist update` refused the new list; the set in force is unchanged.
+pub const REFUSED: u8 = 8;
+/// `blocklist update` could not download the feed; the set in force is unchanged.
+pub const DOWNLOAD_FAILED: u8 = 9;
+const MAX_SAVED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What the lists and confidence were when a list was saved or applied: a change of them
+/// makes a smaller list a choice, not a shrink.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Selection {
+    pub lists: Vec<String>,
+    pub min_confidence: Option<u8>,
+}
+
+/// The saved copy's description.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Saved {
+    selection: Selection,
+    validators: Validators,
+    version: Option<String>,
+    generated_at: Option<String>,
+    fetched_at: u64,
+    /// fail2ban's `ignoreip`, read at `update` so that `apply` runs nothing but nft.
+    fail2ban_ignore: Vec<String>,
+}
+
+/// What is in force.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Applied {
+    selection: Selection,
+    entries: u64,
+    v4: u64,
+    v6: u64,
+    left_out: std::collections::BTreeMap<String, u64>,
+    applied_at: u64,
+    generated_at: Option<String>,
+}
+
+/// The last attempt of `update` or `apply`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Attempt {
+    at: u64,
+    command: String,
+    result: String,
+    ok: bool,
+}
+
+fn say(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+fn failed(message: impl Into<String>, code: u8) -> Error {
+    Error::Failed {
+        message: message.into(),
+        code,
+    }
+}
+
+struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    fn open(config: &Config) -> Result<Self, Error> {
+        let dir = config.state_dir.join("blocklist");
+        // state_dir's own rules; created the way the state store creates it.
+        crate::store::Store::open(&config.state_dir, crate::clock::now())?;
+        match DirBuilder::new().mode(0o700).create(&dir) {
+            Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(failed(
+                    format!("cannot create {}: {err}", dir.display()),
+                    exit::CONFIG,
+                ));
+            }
+            _ => {}
+        }
+        if let Some(why) = fsio::untrusted_dir(&dir) {
+            return Err(failed(
+                format!("{} is not safe to use: {why}", dir.display()),
+                exit::CONFIG,
+            ));
+        }
+        Ok(Self { dir })
+    }
+
+    /// One run at a time: `update` and `apply` never interleave.
+    fn lock(&self) -> Result<File, Error> {
+        let file = File::open(&self.dir).map_err(|err| {
+            failed(
+                format!("cannot open {}: {err}", self.dir.display()),
+                exit::CONFIG,
+            )
+        })?;
+        file.lock().map_err(|err| {
+            failed(
+                format!("cannot lock {}: {err}", self.dir.display()),
+                exit::CONFIG,
+            )
+        })?;
+        Ok(file)
+    }
+
+    fn read<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Option<T> {
+        let bytes = fsio::read_own_file(&self.dir.join(name), MAX_SAVED_BYTES).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn write<T: Serialize>(&self, name: &str, value: &T) -> Result<(), Error> {
+        let bytes = serde_json::to_vec_pretty(value)
+            .map_err(|err| failed(err.to_string(), exit::CONFIG))?;
+        self.write_bytes(name, &bytes)
+    }
+
+    fn write_bytes(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        fsio::write_atomic(&self.dir.join(name), bytes)
+            .map_err(|err| failed(format!("cannot save {name}: {err}"), exit::CONFIG))
+    }
+
+    fn list(&self) -> Option<Vec<Network>> {
+        let bytes = fsio::read_own_file(&self.dir.join("list.txt"), MAX_SAVED_BYTES).ok()?;
+        Some(blocklist::parse_list(&String::from_utf8_lossy(&bytes)).nets)
+    }
+
+    fn attempt(&self, command: &str, result: &str, ok: bool, now: u64) {
+        let attempt = Attempt {
+            at: now,
+            command: command.to_string(),
+            result: result.to_string(),
+            ok,
+        };
+        let _ = self.write("attempt.json", &attempt);
+    }
+}
+
+fn section(config: &Config) -> Option<&Blocklist> {
+    let blocklist = config.blocklist.as_ref();
+    if blocklist.is_none() {
+        say(&format!(
+            "no [blocklist] section in {}; nothing is fetched or blocked",
+            config.path.display()
+        ));
+    }
+    blocklist
+}
+
+fn selection(config: &Blocklist) -> Selection {
+    Selection {
+        lists: config.lists.clone(),
+        min_confidence: config.min_confidence,
+    }
+}
+
+fn table(config: &Blocklist) -> Table {
+    Table {
+        name: config.table.clone(),
+        hooks: config.hooks.clone(),
+    }
+}
+
+/// What must never be blocked, the host's own addresses read from the kernel now.
+fn exempt(config: &Config, blocklist: &Blocklist, fail2ban: &[String]) -> Result<Exempt, Error> {
+    let own = firewall::own_addresses().map_err(|why| failed(why, exit::SYSTEM))?;
+    Ok(Exempt {
+        own,
+        allow: blocklist.allow.clone(),
+        ignore: config.ignore.clone(),
+        fail2ban: fail2ban.iter().filter_map(|n| n.parse().ok()).collect(),
+        ipv6: blocklist.ipv6,
+    })
+}
+
+/// `blocklist update [--force]`.
+pub fn update(
+    config: &Config,
+    force: bool,
+    timeout: std::time::Duration,
+    clock: Clock,
+) -> Result<u8, Error> {
+    let Some(blocklist) = section(config) else {
+        return Ok(exit::OK);
+    };
+    let store = Store::open(config)?;
+    let _lock = store.lock()?;
+    let now = clock();
+    let saved: Option<Saved> = store.read("saved.json");
+    let selection = selection(blocklist);
+    let validators = saved
+        .as_ref()
+        .filter(|s| s.selection == selection && store.list().is_some())
+        .map(|s| s.validators.clone())
+        .unwrap_or_default();
+    let (nets, new_saved) = match feed::fetch(blocklist, &validators, timeout) {
+        Err(FeedError::Download(why)) => {
+            store.attempt("update", &why, false, now);
+            return Err(failed(
+                format!("blocklist not downloaded, the set in force is unchanged: {why}"),
+                DOWNLOAD_FAILED,
+            ));
+        }
+        Err(FeedError::Refused(why)) => {
+            store.attempt("update", &why, false, now);
+            return Err(failed(
+                format!("blocklist refused, the set in force is unchanged: {why}"),
+                REFUSED,
+            ));
+        }
+        Ok(Fetched::Unchanged) => {
+            say("the feed is unchanged since the last download");
+            (store.list().unwrap_or_default(), None)
+        }
+        Ok(Fetched::New {
+            metadata,
+            validators,
+            files,
+        }) => {
+            let mut nets = Vec::new();
+            for (name, text) in &files {
+                let parsed = match (name.ends_with(".csv"), blocklist.min_confidence) {
+                    (true, Some(min)) => blocklist::parse_csv(text, min).map_err(|why| {
+                        store.attempt("update", &why, false, now);
+                        failed(
+                            format!("blocklist refused, the set in force is unchanged: {why}"),
+                            REFUSED,
+                        )
+                    })?,
+                    _ => blocklist::parse_list(text),
+                };
+                if let Some(why) = parsed.refusal(name) {
+                    store.attempt("update", &why, false, now);
+                    return Err(failed(
+                        format!("blocklist refused, the set in force is unchanged: {why}"),
+                        REFUSED,
+                    ));
+                }
+                nets.extend(parsed.nets);
+            }
+            let fail2ban_ignore = crate::setup::Fail2ban::new(Path::new("/etc/fail2ban"))
+                .dump()
+                .map(|dump| crate::setup::parse_ignoreip(&dump))
+                .unwrap_or_default();
+            let saved = Saved {
+                selection: selection.clone(),
+                validators,
+                version: metadata.version,
+                generated_at: metadata.generated_at,
+                fetched_at: now,
+                fail2ban_ignore,
+            };
+            (nets, Some(saved))
+        }
+    };
+    let described = new_saved.clone().or(saved).unwrap_or_default();
+    let exempt = exempt(config, blocklist, &described.fail2ban_ignore)?;
+    let filtered = blocklist::filter(&nets, &exempt);
+    let applied: Option<Applied> = store.read("applied.json");
+    let in_force = applied
+        .as_ref()
+        .map(|a| a.entries)
+        .filter(|_| firewall::dropped(&blocklist.table).is_some());
+    let same = applied.as_ref().is_some_and(|a| a.selection == selection);
+    let limits = Limits {
+        max_entries: blocklist.max_entries,
+        max_shrink_percent: blocklist.max_shrink_percent,
+    };
+    if let Some(why) = blocklist::refusal(filtered.len() as u64, in_force, same, limits, force) {
+        store.attempt("update", &why, false, now);
+        return Err(failed(
+            format!("blocklist refused, the set in force is unchanged: {why}"),
+            REFUSED,
+        ));
+    }
+    load(
+        config, blocklist, &store, &filtered, &described, "update", now,
+    )?;
+    if let Some(saved) = new_saved {
+        let list: String = nets.iter().map(|n| format!("{n}\n")).collect();
+        store.write_bytes("list.txt", list.as_bytes())?;
+        store.write("saved.json", &saved)?;
+    }
+    Ok(exit::OK)
+}
+
+/// Loads `filtered` with one nft transaction and records it.
+fn load(
+    config: &Config,
+    blocklist: &Blocklist,
+    store: &Store,
+    filtered: &Filtered,
+    saved: &Saved,
+    command: &str,
+    now: u64,
+) -> Result<(), Error> {
+    let counter = firewall::dropped(&blocklist.table).unwrap_or((0, 0));
+    let script = blocklist::render(&table(blocklist), filtered, &blocklist.allow, counter);
+    if let Err(why) = firewall::apply(&script) {
+        store.attempt(command, &why, false, now);
+        return Err(failed(
+            format!("nft refused the blocklist; the set in force is unchanged:\n{why}"),
+            exit::SYSTEM,
+        ));
+    }
+    let applied = Applied {
+        selection: saved.selection.clone(),
+        entries: filtered.len() as u64,
+        v4: filtered.v4.len() as u64,
+        v6: filtered.v6.len() as u64,
+        left_out: filtered
+            .left_out
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), *v))
+            .collect(),
+        applied_at: now,
+        generated_at: saved.generated_at.clone(),
+    };
+    store.write("applied.json", &applied)?;
+    let line = format!(
+        "blocklist in force in table inet {}: {} IPv4 and {} IPv6 entries{}",
+        blocklist.table,
+        applied.v4,
+        applied.v6,
+        saved
+            .generated_at
+            .as_ref()
+            .map_or(String::new(), |d| format!(", data of {d}"))
+    );
+    store.attempt(command, &line, true, now);
+    say(&line);
+    let _ = config;
+    Ok(())
+}
+
+/// The saved list, filtered as it would be loaded now.
+fn saved_filtered(
+    config: &Config,
+    blocklist: &Blocklist,
+    store: &Store,
+) -> Result<(Filtered, Saved), Error> {
+    let saved: Saved = store.read("saved.json").unwrap_or_default();
+    let nets = store.list().ok_or_else(|| {
+        failed(
+            "no saved blocklist: run reportedip-report blocklist update first",
+            REFUSED,
+        )
+    })?;
+    let exempt = exempt(config, blocklist, &saved.fail2ban_ignore)?;
+    Ok((blocklist::filter(&nets, &exempt), saved))
+}
+
+/// `blocklist apply`: the saved copy, no network (boot; after a firewall reload).
+pub fn apply(config: &Config, clock: Clock) -> Result<u8, Error> {
+    let Some(blocklist) = section(config) else {
+        return Ok(exit::OK);
+    };
+    let store = Store::open(config)?;
+    let _lock = store.lock()?;
+    let (filtered, saved) = saved_filtered(config, blocklist, &store)?;
+    load(
+        config,
+        blocklist,
+        &store,
+        &filtered,
+        &saved,
+        "apply",
+        clock(),
+    )?;
+    Ok(exit::OK)
+}
+
+/// `blocklist print`: the exact script `apply` would load.
+pub fn print(config: &Config) -> Result<u8, Error> {
+    let Some(blocklist) = section(config) else {
+        return Ok(exit::OK);
+    };
+    let store = Store::open(config)?;
+    let (filtered, _) = saved_filtered(config, blocklist, &store)?;
+    let counter = firewall::dropped(&blocklist.table).unwrap_or((0, 0));
+    let script = blocklist::render(&table(blocklist), &filtered, &blocklist.allow, counter);
+    let _ = std::io::stdout().lock().write_all(script.as_bytes());
+    Ok(exit::OK)
+}
+
+/// `blocklist remove`: our table goes; the saved copy stays.
+pub fn remove(config: &Config) -> Result<u8, Error> {
+    let Some(blocklist) = section(config) else {
+        return Ok(exit::OK);
+    };
+    match firewall::remove(&blocklist.table) {
+        Ok(true) => say(&format!(
+            "table inet {} removed; the saved list stays",
+            blocklist.table
+        )),
+        Ok(false) => say(&format!("table inet {} is not loaded", blocklist.table)),
+        Err(why) => {
+            return Err(failed(
+                format!("nft could not remove the table: {why}"),
+                exit::SYSTEM,
+            ));
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// What `blocklist status` shows.
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    pub loaded: bool,
+    pub table: String,
+    pub entries_v4: u64,
+    pub entries_v6: u64,
+    pub left_out: std::collections::BTreeMap<String, u64>,
+    pub data_date: Option<String>,
+    pub data_age_days: Option<u64>,
+    pub stale: bool,
+    pub last_attempt: Option<String>,
+    pub last_attempt_at: Option<String>,
+    pub last_attempt_ok: Option<bool>,
+    pub dropped_packets: u64,
+    pub dropped_bytes: u64,
+    pub attribution: &'static str,
+}
+
+/// `blocklist status [--json | --prometheus]`.
+pub fn status(
+    config: &Config,
+    format: crate::commands::StatusFormat,
+    clock: Clock,
+) -> Result<u8, Error> {
+    let Some(blocklist) = section(config) else {
+        return Ok(exit::OK);
+    };
+    let dir = config.state_dir.join("blocklist");
+    let read = |name: &str| fsio::read_own_file(&dir.join(name), MAX_SAVED_BYTES).ok();
+    let applied: Option<Applied> =
+        read("applied.json").and_then(|b| serde_json::from_slice(&b).ok());
+    let attempt: Option<Attempt> =
+        read("attempt.json").and_then(|b| serde_json::from_slice(&b).ok());
+    let counter = firewall::dropped(&blocklist.table);
+    let now = clock();
+    let age = applied
+        .as_ref()
+        .and_then(|a| a.generated_at.as_deref())
+        .and_then(|date| humantime::parse_rfc3339(&format!("{date}T00:00:00Z")).ok())
+        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|at| now.saturating_sub(at.as_secs()) / 86_400);
+    let view = StatusView {
+        loaded: counter.is_some(),
+        table: blocklist.table.clone(),
+        entries_v4: applied.as_ref().map_or(0, |a| a.v4),
+        entries_v6: applied.as_ref().map_or(0, |a| a.v6),
+        left_out: applied
+            .as_ref()
+            .map(|a| a.left_out.clone())
+            .unwrap_or_default(),
+        data_date: applied.as_ref().and_then(|a| a.generated_at.clone()),
+        data_age_days: age,
+        stale: age.is_some_and(|days| days > blocklist.max_age_days),
+        last_attempt: attempt
+            .as_ref()
+            .map(|a| crate::validate::sanitize_comment(&a.result)),
+        last_attempt_at: attempt.as_ref().map(|a| format_utc(a.at)),
+        last_attempt_ok: attempt.as_ref().map(|a| a.ok),
+        dropped_packets: counter.map_or(0, |c| c.0),
+        dropped_bytes: counter.map_or(0, |c| c.1),
+        attribution: "ReportedIP community data (reportedip.com), CC BY 4.0",
+    };
+    let text = match format {
+        crate::commands::StatusFormat::Json => serde_json::to_string(&view).unwrap_or_default(),
+        crate::commands::StatusFormat::Prometheus => prometheus(&view),
+        crate::commands::StatusFormat::Text => text(&view, blocklist),
+    };
+    say(&text);
+    Ok(exit::OK)
+}
+
+fn text(view: &StatusView, blocklist: &Blocklist) -> String {
+    let mut out = format!(
+        "blocklist:    {} (table inet {})\nentries:      {} IPv4, {} IPv6\n",
+        if view.loaded { "loaded" } else { "not loaded" },
+        view.table,
+        view.entries_v4,
+        view.entries_v6
+    );
+    let left: Vec<String> = view
+        .left_out
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
+    out.push_str(&format!(
+        "left out:     {}\n",
+        if left.is_empty() {
+            "none".into()
+        } else {
+            left.join(", ")
+        }
+    ));
+    let age = view
+        .data_age_days
+        .map_or(String::new(), |d| format!(" ({d} days old)"));
+    let stale = if view.stale {
+        format!(
+            "; STALE: older than max_age_days {}",
+            blocklist.max_age_days
+        )
+    } else {
+        String::new()
+    };
+    out.push_str(&format!(
+        "data:         {}{age}{stale}\n",
+        view.data_date.as_deref().unwrap_or("-")
+    ));
+    out.push_str(&format!(
+        "last attempt: {} {}\n",
+        view.last_attempt_at.as_deref().unwrap_or("-"),
+        view.last_attempt.as_deref().unwrap_or("")
+    ));
+    out.push_str(&format!(
+        "dropped:      {} packets, {} bytes\n{}",
+        view.dropped_packets, view.dropped_bytes, view.attribution
+    ));
+    out
+}
+
+fn prometheus(view: &StatusView) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, value: u64| {
+        out.push_str(&format!(
+            "# HELP reportedip_blocklist_{name} {help}\n# TYPE reportedip_blocklist_{name} {kind}\nreportedip_blocklist_{name} {value}\n"
+        ));
+    };
+    metric(
+        "loaded",
+        "Whether the blocklist table is loaded (1) or not (0).",
+        "gauge",
+        u64::from(view.loaded),
+    );
+    metric(
+        "entries_v4",
+        "IPv4 entries in force.",
+        "gauge",
+        view.entries_v4,
+    );
+    metric(
+        "entries_v6",
+        "IPv6 entries in force.",
+        "gauge",
+        view.entries_v6,
+    );
+    metric(
+        "data_age_days",
+        "Age of the data in force, in days.",
+        "gauge",
+        view.data_age_days.unwrap_or(0),
+    );
+    metric(
+        "stale",
+        "Whether the data is older than max_age_days.",
+        "gauge",
+        u64::from(view.stale),
+    );
+    metric(
+        "dropped_packets_total",
+        "Packets dropped by the blocklist.",
+        "counter",
+        view.dropped_packets,
+    );
+    metric(
+        "dropped_bytes_total",
+        "Bytes dropped by the blocklist.",
+        "counter",
+        view.dropped_bytes,
+    );
+    out.trim_end().to_string()
+}

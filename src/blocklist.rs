@@ -1,0 +1,417 @@
+//! The community blocklist, decided as pure functions: reading the feed's files, what is
+//! never blocked (and why), whether a new list may replace the one in force, and the one nft
+//! transaction that loads it. The I/O around them is [`crate::firewall`] (nft, the host's
+//! addresses) and [`crate::feed`] (the download).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use crate::validate::{Network, non_global_reason};
+
+/// The feed's thematic lists (`lists/<name>.txt`).
+pub const THEMATIC: &[&str] = &[
+    "spam",
+    "brute-force",
+    "cms-login",
+    "web-attacks",
+    "malware",
+    "ddos",
+    "fraud",
+    "infrastructure",
+    "apt",
+];
+/// Shortest prefixes ever blocked: a "0.0.0.0/0" line must never lock the host out.
+const MIN_PREFIX_V4: u8 = 16;
+const MIN_PREFIX_V6: u8 = 32;
+/// More invalid lines than this share refuses the file as a whole.
+const MAX_INVALID_SHARE: f64 = 0.01;
+
+/// The feed's files as parsed: the networks, and how many lines were not addresses.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub nets: Vec<Network>,
+    pub invalid: u64,
+    pub lines: u64,
+}
+
+impl Parsed {
+    /// Whether the file as a whole is fit to use: in the feed's format, and no more than 1%
+    /// of its lines invalid.
+    pub fn refusal(&self, file: &str) -> Option<String> {
+        if self.lines > 0 && self.invalid as f64 / self.lines as f64 > MAX_INVALID_SHARE {
+            return Some(format!(
+                "{file}: {} of {} lines are not addresses",
+                self.invalid, self.lines
+            ));
+        }
+        None
+    }
+}
+
+/// A `.txt` list: `#` comments and blank lines, then one address or prefix a line.
+pub fn parse_list(text: &str) -> Parsed {
+    let mut parsed = Parsed::default();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        parsed.lines += 1;
+        match line.parse::<Network>() {
+            Ok(net) => parsed.nets.push(net),
+            Err(_) => parsed.invalid += 1,
+        }
+    }
+    parsed
+}
+
+/// `blacklist-all.csv` (`ip,confidence,categories,last_reported`), keeping the addresses at
+/// or above `min_confidence`. A file without that header is not the feed's.
+pub fn parse_csv(text: &str, min_confidence: u8) -> Result<Parsed, String> {
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default().trim();
+    if !header.starts_with("ip,confidence") {
+        return Err("blacklist-all.csv does not start with ip,confidence,…".into());
+    }
+    let mut parsed = Parsed::default();
+    for line in lines.map(str::trim).filter(|l| !l.is_empty()) {
+        parsed.lines += 1;
+        let mut fields = line.split(',');
+        let ip = fields.next().unwrap_or_default().trim_matches('"');
+        let confidence = fields
+            .next()
+            .and_then(|c| c.trim_matches('"').parse::<u8>().ok());
+        match (ip.parse::<Network>(), confidence) {
+            (Ok(net), Some(c)) if c >= min_confidence => parsed.nets.push(net),
+            (Ok(_), Some(_)) => {}
+            _ => parsed.invalid += 1,
+        }
+    }
+    Ok(parsed)
+}
+
+/// Why an address is never blocked, whatever the feed says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LeftOut {
+    /// Not globally routable (the rules of reports).
+    NonGlobal,
+    /// A prefix shorter than /16 (IPv4) or /32 (IPv6).
+    TooWide,
+    /// One of the host's own addresses.
+    Own,
+    /// In the config's `[blocklist] allow`.
+    Allow,
+    /// In the report `ignore` networks.
+    Ignore,
+    /// In a fail2ban jail's `ignoreip`.
+    Fail2banIgnore,
+    /// IPv6, with `ipv6 = false`.
+    Ipv6Off,
+}
+
+impl LeftOut {
+    pub fn name(self) -> &'static str {
+        match self {
+            LeftOut::NonGlobal => "non_global",
+            LeftOut::TooWide => "too_wide",
+            LeftOut::Own => "own",
+            LeftOut::Allow => "allow",
+            LeftOut::Ignore => "ignore",
+            LeftOut::Fail2banIgnore => "fail2ban_ignoreip",
+            LeftOut::Ipv6Off => "ipv6_off",
+        }
+    }
+}
+
+/// What must never be blocked.
+#[derive(Debug, Clone, Default)]
+pub struct Exempt {
+    pub own: Vec<Network>,
+    pub allow: Vec<Network>,
+    pub ignore: Vec<Network>,
+    pub fail2ban: Vec<Network>,
+    pub ipv6: bool,
+}
+
+/// The list to load, and what was left out and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filtered {
+    pub v4: Vec<Network>,
+    pub v6: Vec<Network>,
+    pub left_out: BTreeMap<&'static str, u64>,
+}
+
+impl Filtered {
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why `net` must not be blocked, if so.
+pub fn left_out(net: &Network, exempt: &Exempt) -> Option<LeftOut> {
+    let v4 = net.addr().is_ipv4();
+    if !v4 && !exempt.ipv6 {
+        return Some(LeftOut::Ipv6Off);
+    }
+    if net.prefix() < if v4 { MIN_PREFIX_V4 } else { MIN_PREFIX_V6 } {
+        return Some(LeftOut::TooWide);
+    }
+    if non_global_reason(net.addr()).is_some() {
+        return Some(LeftOut::NonGlobal);
+    }
+    let hit = |list: &[Network]| list.iter().any(|other| other.overlaps(net));
+    [
+        (&exempt.own, LeftOut::Own),
+        (&exempt.allow, LeftOut::Allow),
+        (&exempt.ignore, LeftOut::Ignore),
+        (&exempt.fail2ban, LeftOut::Fail2banIgnore),
+    ]
+    .into_iter()
+    .find_map(|(list, why)| hit(list).then_some(why))
+}
+
+/// The networks to block, each once, sorted; what was left out counted by reason.
+pub fn filter(nets: &[Network], exempt: &Exempt) -> Filtered {
+    let mut filtered = Filtered::default();
+    let mut seen = BTreeSet::new();
+    for net in nets {
+        if let Some(why) = left_out(net, exempt) {
+            *filtered.left_out.entry(why.name()).or_default() += 1;
+            continue;
+        }
+        if !seen.insert(net.to_string()) {
+            continue;
+        }
+        if net.addr().is_ipv4() {
+            filtered.v4.push(net.clone());
+        } else {
+            filtered.v6.push(net.clone());
+        }
+    }
+    filtered
+}
+
+/// Limits a new list must keep to replace the one in force.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_entries: u64,
+    pub max_shrink_percent: u8,
+}
+
+/// Whether a list of `new` entries may replace one of `applied` (`None`: nothing loaded).
+/// `same_selection`: the lists and min_confidence are those of the applied one (otherwise
+/// a smaller list is a choice, not a shrink); `force` overrides the shrink check only.
+pub fn refusal(
+    new: u64,
+    applied: Option<u64>,
+    same_selection: bool,
+    limits: Limits,
+    force: bool,
+) -> Option<String> {
+    if new == 0 {
+        return Some("the new list is empty".into());
+    }
+    if new > limits.max_entries {
+        return Some(format!(
+            "the new list has {new} entries, more than max_entries {}",
+            limits.max_entries
+        ));
+    }
+    let applied = applied.filter(|_| same_selection && !force)?;
+    let floor = applied * u64::from(100 - limits.max_shrink_percent.min(100)) / 100;
+    (new < floor).then(|| {
+        format!(
+            "the new list has {new} entries against {applied} in force, a shrink of more than \
+             max_shrink_percent {}% (run with --force if that is right)",
+            limits.max_shrink_percent
+        )
+    })
+}
+
+/// Where the table hooks.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub name: String,
+    pub hooks: Vec<String>,
+}
+
+/// The one nft transaction that puts `filtered` in force: our table only, declared anew in
+/// the same transaction that deletes the old one, so no packet meets an empty or half-filled
+/// set; the drop counter carries its values over (`counter`, packets and bytes so far).
+pub fn render(
+    table: &Table,
+    filtered: &Filtered,
+    allow: &[Network],
+    counter: (u64, u64),
+) -> String {
+    let t = &table.name;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# reportedip-report blocklist: ReportedIP community data, CC BY 4.0"
+    );
+    let _ = writeln!(out, "table inet {t} {{\n}}\ndelete table inet {t}");
+    let _ = writeln!(out, "table inet {t} {{");
+    let _ = writeln!(
+        out,
+        "\tcounter dropped {{\n\t\tpackets {} bytes {}\n\t}}",
+        counter.0, counter.1
+    );
+    let (allow4, allow6): (Vec<&Network>, Vec<&Network>) =
+        allow.iter().partition(|n| n.addr().is_ipv4());
+    write_set(&mut out, "allow4", "ipv4_addr", &allow4, true);
+    write_set(&mut out, "allow6", "ipv6_addr", &allow6, true);
+    let block4: Vec<&Network> = filtered.v4.iter().collect();
+    let block6: Vec<&Network> = filtered.v6.iter().collect();
+    let ranges4 = block4.iter().any(|n| !n.is_host());
+    let ranges6 = block6.iter().any(|n| !n.is_host());
+    write_set(&mut out, "block4", "ipv4_addr", &block4, ranges4);
+    write_set(&mut out, "block6", "ipv6_addr", &block6, ranges6);
+    for hook in &table.hooks {
+        let _ = writeln!(
+            out,
+            "\tchain {hook} {{\n\t\ttype filter hook {hook} priority -10; policy accept;\n\
+             \t\tct state established,related accept\n\
+             \t\tip saddr @allow4 accept\n\t\tip6 saddr @allow6 accept\n\
+             \t\tip saddr @block4 counter name \"dropped\" drop\n\
+             \t\tip6 saddr @block6 counter name \"dropped\" drop\n\t}}"
+        );
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn write_set(out: &mut String, name: &str, kind: &str, nets: &[&Network], interval: bool) {
+    let _ = write!(out, "\tset {name} {{\n\t\ttype {kind};\n");
+    if interval {
+        out.push_str("\t\tflags interval;\n\t\tauto-merge;\n");
+    }
+    if !nets.is_empty() {
+        out.push_str("\t\telements = {");
+        for (index, net) in nets.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            out.push_str(if index % 8 == 0 { "\n\t\t\t" } else { " " });
+            let _ = write!(out, "{net}");
+        }
+        out.push_str("\n\t\t}\n");
+    }
+    out.push_str("\t}\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<Network> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_feed_files_parse_and_garbage_is_counted() {
+        let parsed = parse_list("# ReportedIP\n#\n\n1.94.245.79\n2001:db8::1\n45.0.0.0/24\nnope\n");
+        assert_eq!(parsed.nets.len(), 3);
+        assert_eq!((parsed.invalid, parsed.lines), (1, 4));
+        assert!(parsed.refusal("x").is_some(), "25% invalid");
+        let csv = "ip,confidence,categories,last_reported\n\"45.1.1.1\",90,\"18;22\",\"2026-09-12 01:02:03\"\n45.1.1.2,75,\"18\",\"x\"\n";
+        assert_eq!(parse_csv(csv, 80).unwrap().nets, nets(&["45.1.1.1"]));
+        assert_eq!(parse_csv(csv, 0).unwrap().nets.len(), 2);
+        assert!(parse_csv("<html>", 0).is_err());
+    }
+
+    #[test]
+    fn what_is_never_blocked() {
+        let exempt = Exempt {
+            own: nets(&["45.9.9.9"]),
+            allow: nets(&["46.0.0.0/24"]),
+            ignore: nets(&["47.1.1.1"]),
+            fail2ban: nets(&["48.0.0.0/8"]),
+            ipv6: true,
+        };
+        let cases = [
+            ("0.0.0.0/0", Some(LeftOut::TooWide)),
+            ("::/0", Some(LeftOut::TooWide)),
+            ("45.0.0.0/15", Some(LeftOut::TooWide)),
+            ("10.1.2.3", Some(LeftOut::NonGlobal)),
+            ("192.168.0.0/16", Some(LeftOut::NonGlobal)),
+            ("fd00::1", Some(LeftOut::NonGlobal)),
+            ("45.9.9.9", Some(LeftOut::Own)),
+            ("45.9.0.0/16", Some(LeftOut::Own)),
+            ("46.0.0.7", Some(LeftOut::Allow)),
+            ("47.1.1.1", Some(LeftOut::Ignore)),
+            ("48.1.2.3", Some(LeftOut::Fail2banIgnore)),
+            ("45.155.205.233", None),
+            ("2a01:4f8::1", None),
+        ];
+        for (net, why) in cases {
+            assert_eq!(left_out(&net.parse().unwrap(), &exempt), why, "{net}");
+        }
+        let no_v6 = Exempt {
+            ipv6: false,
+            ..exempt
+        };
+        assert_eq!(
+            left_out(&"2a01:4f8::1".parse().unwrap(), &no_v6),
+            Some(LeftOut::Ipv6Off)
+        );
+        let filtered = filter(
+            &nets(&["45.1.1.1", "45.1.1.1", "10.0.0.1", "2a01::1"]),
+            &no_v6,
+        );
+        assert_eq!(filtered.v4, nets(&["45.1.1.1"]));
+        assert_eq!(filtered.left_out["non_global"], 1);
+        assert_eq!(filtered.left_out["ipv6_off"], 1);
+    }
+
+    #[test]
+    fn the_refusal_table() {
+        let limits = Limits {
+            max_entries: 1000,
+            max_shrink_percent: 50,
+        };
+        let cases = [
+            (0, None, true, false, true),
+            (1001, None, true, false, true),
+            (10, None, true, false, false),
+            (400, Some(1000), true, false, true),
+            (500, Some(1000), true, false, false),
+            (400, Some(1000), true, true, false),
+            (400, Some(1000), false, false, false),
+            (0, Some(1000), true, true, true),
+        ];
+        for (new, applied, same, force, refused) in cases {
+            assert_eq!(
+                refusal(new, applied, same, limits, force).is_some(),
+                refused,
+                "{new} against {applied:?}, same {same}, force {force}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_transaction_for_our_table_only() {
+        let table = Table {
+            name: "reportedip".into(),
+            hooks: vec!["input".into()],
+        };
+        let filtered = filter(
+            &nets(&["45.1.1.1", "2a01:4f8::1"]),
+            &Exempt {
+                ipv6: true,
+                ..Exempt::default()
+            },
+        );
+        let script = render(&table, &filtered, &nets(&["46.0.0.0/24"]), (7, 420));
+        assert!(script.contains("delete table inet reportedip\ntable inet reportedip {"));
+        assert!(script.contains("packets 7 bytes 420"));
+        assert!(script.contains("elements = {\n\t\t\t45.1.1.1\n"));
+        assert!(script.contains("type filter hook input priority -10; policy accept;"));
+        assert!(script.contains("ct state established,related accept"));
+        assert!(!script.contains("flush ruleset"));
+        assert_eq!(script.matches("table inet").count(), 3, "{script}");
+    }
+}

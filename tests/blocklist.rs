@@ -1,0 +1,362 @@
+//! The blocklist against the real nft and real packets, never the host's firewall: two
+//! private network namespaces joined by a veth pair (within one namespace every address is
+//! the host's own, so nothing would be blocked). The protected host `A` serves the feed on its
+//! own loopback; `B` holds the senders: 45.155.205.1 (listed), .2 (not listed) and .3 (listed
+//! but allowed).
+//!
+//! Where namespaces cannot be made (not root, no nft or ip), these tests print SKIPPED, which
+//! `REPORTEDIP_E2E=1` (set by `.ci/run`) turns into a failure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{BIN, Run, TempDir, run_command};
+
+const HOST: &str = "45.155.205.254";
+const LISTED: &str = "45.155.205.1";
+const UNLISTED: &str = "45.155.205.2";
+const ALLOWED: &str = "45.155.205.3";
+
+fn sh(args: &[&str]) -> bool {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Two namespaces joined by a veth pair; removed on drop.
+struct Net {
+    a: String,
+    b: String,
+    dir: TempDir,
+    server: Option<Child>,
+    listener: Option<Child>,
+}
+
+impl Net {
+    fn new(test: &str) -> Option<Self> {
+        let tag = format!("{}-{}", std::process::id(), test.len() % 97);
+        let (a, b) = (format!("ripa-{tag}"), format!("ripb-{tag}"));
+        if !(sh(&["ip", "netns", "add", &a]) && sh(&["ip", "netns", "add", &b])) {
+            let _ = sh(&["ip", "netns", "del", &a]);
+            if std::env::var("REPORTEDIP_E2E").as_deref() == Ok("1") {
+                panic!("REPORTEDIP_E2E=1 but network namespaces cannot be made here");
+            }
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: no network namespaces (root, iproute2 and nftables needed)"
+            );
+            return None;
+        }
+        let net = Self {
+            a: a.clone(),
+            b: b.clone(),
+            dir: TempDir::new("blocklist"),
+            server: None,
+            listener: None,
+        };
+        let va = format!("va{}", std::process::id() % 100_000);
+        let vb = format!("vb{}", std::process::id() % 100_000);
+        assert!(sh(&[
+            "ip", "link", "add", &va, "netns", &a, "type", "veth", "peer", "name", &vb, "netns", &b
+        ]));
+        for (ns, dev, addrs) in [
+            (&a, &va, vec![format!("{HOST}/24")]),
+            (
+                &b,
+                &vb,
+                vec![
+                    format!("{LISTED}/24"),
+                    format!("{UNLISTED}/24"),
+                    format!("{ALLOWED}/24"),
+                ],
+            ),
+        ] {
+            for addr in addrs {
+                assert!(sh(&["ip", "-n", ns, "addr", "add", &addr, "dev", dev]));
+            }
+            assert!(sh(&["ip", "-n", ns, "link", "set", dev, "up"]));
+            assert!(sh(&["ip", "-n", ns, "link", "set", "lo", "up"]));
+        }
+        Some(net)
+    }
+
+    fn in_a(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.a]).args(args);
+        cmd
+    }
+
+    /// The feed, served by a plain HTTP server on A's loopback.
+    fn serve_feed(&mut self, port: u16) {
+        fs::create_dir_all(self.dir.path().join("feed/lists")).unwrap();
+        let child = self
+            .in_a(&[
+                "python3",
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(self.dir.path().join("feed"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.server = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self
+            .in_a(&[
+                "python3",
+                "-c",
+                &format!("import socket; socket.create_connection(('127.0.0.1', {port}), 1)"),
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+        {
+            assert!(Instant::now() < deadline, "the feed server did not start");
+        }
+    }
+
+    fn stop_feed(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A TCP service on A that answers every connection.
+    fn listen(&mut self) {
+        let code = "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                    s.bind(('0.0.0.0', 9000))\ns.listen(64)\nwhile True:\n    c, _ = s.accept()\n    c.sendall(b'ok')\n    c.close()\n";
+        self.listener = Some(self.in_a(&["python3", "-c", code]).spawn().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.reaches(UNLISTED) {
+            assert!(Instant::now() < deadline, "the listener did not start");
+        }
+    }
+
+    /// Whether a new connection from `source` in B reaches A's service (a dropped SYN times
+    /// out after a second).
+    fn reaches(&self, source: &str) -> bool {
+        let code = format!(
+            "import socket\ntry:\n    s = socket.create_connection(('{HOST}', 9000), timeout=1, source_address=('{source}', 0))\n    print(s.recv(2).decode())\nexcept OSError:\n    print('dropped')\n"
+        );
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.b, "python3", "-c", &code])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "ok"
+    }
+
+    /// Writes the feed's files and a metadata.json with their checksums (or a wrong one).
+    fn publish(&self, addresses: &[&str], version: &str, wrong_checksum: bool) {
+        let feed = self.dir.path().join("feed");
+        let mut list = String::from("# ReportedIP Blacklist\n# CC BY 4.0\n#\n\n");
+        for address in addresses {
+            list.push_str(address);
+            list.push('\n');
+        }
+        fs::write(feed.join("blacklist-all.txt"), &list).unwrap();
+        let sum = Command::new("sha256sum")
+            .arg(feed.join("blacklist-all.txt"))
+            .output()
+            .unwrap();
+        let mut sum = String::from_utf8_lossy(&sum.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        if wrong_checksum {
+            sum = "0".repeat(64);
+        }
+        let metadata = format!(
+            r#"{{"version":"{version}","generatedAt":"{version}","totalIPs":{},"checksums":{{"blacklist-all.txt":"{sum}"}}}}"#,
+            addresses.len()
+        );
+        fs::write(feed.join("metadata.json"), metadata).unwrap();
+        // Each day's metadata has its own time, as the server's Last-Modified shows it.
+        let day: u64 = version.rsplit('-').next().unwrap().parse().unwrap();
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_796_000_000 + day * 86_400);
+        fs::File::options()
+            .write(true)
+            .open(feed.join("metadata.json"))
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+    }
+
+    fn config(&self, port: u16) -> std::path::PathBuf {
+        let path = self.dir.path().join("reportedip.toml");
+        fs::write(
+            &path,
+            format!(
+                "state_dir = \"{}\"\nsyslog = false\n\n[blocklist]\nsource = \"http://127.0.0.1:{port}\"\nallow = [\"{ALLOWED}\"]\n",
+                self.dir.path().join("state").display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        path
+    }
+
+    fn run(&self, config: &Path, args: &[&str]) -> Run {
+        let mut cmd = self.in_a(&[BIN]);
+        cmd.arg("--config").arg(config).args(args);
+        cmd.env("REPORTEDIP_RUNTIME_DIR", self.dir.path().join("run"));
+        run_command(cmd)
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.stop_feed();
+        if let Some(mut child) = self.listener.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = sh(&["ip", "netns", "del", &self.a]);
+        let _ = sh(&["ip", "netns", "del", &self.b]);
+    }
+}
+
+/// A day's list: the listed sender and the allowed one, hostile lines, and filler that keeps
+/// the hostile share of lines under 1%.
+fn day(extra: &[&str]) -> Vec<String> {
+    let mut list: Vec<String> = vec![
+        LISTED.into(),
+        ALLOWED.into(),
+        "0.0.0.0/0".into(),
+        "::/0".into(),
+        "10.0.0.0/8".into(),
+        "192.168.1.1".into(),
+        HOST.into(),
+        "2a01:4f8::1".into(),
+    ];
+    list.extend(extra.iter().map(|s| s.to_string()));
+    list.extend((0..300).map(|n| format!("46.{}.{}.{}", n / 250, n % 250, 1)));
+    list
+}
+
+#[test]
+fn listed_sources_are_dropped_and_everything_else_passes() {
+    let Some(mut net) = Net::new("listed_sources_are_dropped_and_everything_else_passes") else {
+        return;
+    };
+    net.serve_feed(8000);
+    net.listen();
+    let config = net.config(8000);
+    let list = day(&["not-an-address"]);
+    let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+    net.publish(&refs, "2026-12-01", false);
+    assert!(net.reaches(LISTED), "before anything is loaded");
+
+    net.run(&config, &["blocklist", "update"])
+        .expect_code(0)
+        .expect_said("blocklist in force");
+    assert!(!net.reaches(LISTED), "a listed source passed");
+    assert!(net.reaches(UNLISTED), "an unlisted source was dropped");
+    assert!(net.reaches(ALLOWED), "an allowed source was dropped");
+    let status = net.run(&config, &["blocklist", "status", "--json"]);
+    status.expect_code(0);
+    let status = status.json();
+    assert_eq!(status["loaded"], true, "{status}");
+    assert_eq!(status["entries_v4"], 301, "{status}");
+    assert_eq!(status["entries_v6"], 1, "{status}");
+    for (why, count) in [("too_wide", 3), ("non_global", 1), ("own", 1), ("allow", 1)] {
+        assert_eq!(status["left_out"][why], count, "{why}: {status}");
+    }
+    assert!(status["dropped_packets"].as_u64().unwrap() > 0, "{status}");
+    // nft accepts what print shows.
+    let print = net.run(&config, &["blocklist", "print"]);
+    print.expect_code(0);
+    let mut check = net.in_a(&["nft", "-c", "-f", "-"]);
+    check.stdin(Stdio::piped());
+    let mut child = check.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(print.stdout.as_bytes())
+        .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "nft -c refused the printed script"
+    );
+
+    // An unchanged feed is not downloaded again.
+    net.run(&config, &["blocklist", "update"])
+        .expect_code(0)
+        .expect_said("unchanged");
+
+    // Every refusal keeps the set in force.
+    net.publish(&refs, "2026-12-02", true);
+    net.run(&config, &["blocklist", "update"])
+        .expect_code(8)
+        .expect_said("checksum");
+    assert!(!net.reaches(LISTED));
+    net.publish(&[], "2026-12-03", false);
+    net.run(&config, &["blocklist", "update"])
+        .expect_code(8)
+        .expect_said("empty");
+    assert!(!net.reaches(LISTED));
+    net.publish(&refs[9..40], "2026-12-04", false);
+    net.run(&config, &["blocklist", "update"])
+        .expect_code(8)
+        .expect_said("shrink");
+    assert!(!net.reaches(LISTED));
+    net.stop_feed();
+    net.run(&config, &["blocklist", "update"]).expect_code(9);
+    assert!(!net.reaches(LISTED));
+    assert!(net.reaches(UNLISTED));
+
+    // apply restores offline, after remove and after a flushed ruleset.
+    net.run(&config, &["blocklist", "remove"]).expect_code(0);
+    assert!(net.reaches(LISTED), "remove left the table");
+    net.run(&config, &["blocklist", "apply"]).expect_code(0);
+    assert!(!net.reaches(LISTED));
+    assert!(
+        net.in_a(&["nft", "flush", "ruleset"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(net.reaches(LISTED));
+    net.run(&config, &["blocklist", "apply"]).expect_code(0);
+    assert!(!net.reaches(LISTED));
+    assert!(net.reaches(UNLISTED));
+}
+
+#[test]
+fn without_a_blocklist_section_nothing_is_fetched_or_blocked() {
+    let dir = TempDir::new("no-blocklist");
+    let config = dir.path().join("reportedip.toml");
+    fs::write(
+        &config,
+        format!("state_dir = \"{}\"\n", dir.path().join("state").display()),
+    )
+    .unwrap();
+    fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    for command in ["update", "apply", "status", "remove", "print"] {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&config)
+            .args(["blocklist", command]);
+        run_command(cmd)
+            .expect_code(0)
+            .expect_said("no [blocklist] section");
+    }
+}
