@@ -65,9 +65,12 @@ fn man_page() -> Vec<u8> {
          usage error or invalid input\n.TP\n3\nthe API rejected the report (HTTP 400/422); \\fBsetup\\fR: the drop\\-in would make \
          fail2ban's configuration test fail (nothing changed)\n.TP\n4\n\
          the key was refused or may not report\n.TP\n5\nconfiguration error\n.TP\n6\n\\fBsetup\\fR: fail2ban did not restart or confirm the action \
-         (the previous files are back)\n.TP\n7\n\
+         (the previous files are back); \\fBblocklist\\fR: nft refused the script (the set in force \
+         is unchanged)\n.TP\n7\n\
          \\fBstatus\\fR cannot read the state (\\fBstatus \\-\\-prometheus\\fR still exits 0 and \
-         prints reportedip_state_readable 0)",
+         prints reportedip_state_readable 0)\n.TP\n8\n\\fBblocklist update\\fR refused the new list \
+         (empty, shrunk, too large, checksum, parse); the set in force is unchanged\n.TP\n9\n\
+         \\fBblocklist update\\fR could not download the feed; the set in force is unchanged",
     );
     section(
         &mut roff,
