@@ -313,8 +313,7 @@ fn load(
     command: &str,
     now: u64,
 ) -> Result<(), Error> {
-    let counter = firewall::dropped(&blocklist.table).unwrap_or((0, 0));
-    let script = blocklist::render(&table(blocklist), filtered, &blocklist.allow, counter);
+    let script = blocklist::render(&table(blocklist), filtered, &blocklist.allow);
     if let Err(why) = firewall::apply(&script) {
         store.attempt(command, &why, false, now);
         return Err(failed(
@@ -396,8 +395,7 @@ pub fn print(config: &Config) -> Result<u8, Error> {
     };
     let store = Store::open(config)?;
     let (filtered, _) = saved_filtered(config, blocklist, &store)?;
-    let counter = firewall::dropped(&blocklist.table).unwrap_or((0, 0));
-    let script = blocklist::render(&table(blocklist), &filtered, &blocklist.allow, counter);
+    let script = blocklist::render(&table(blocklist), &filtered, &blocklist.allow);
     let _ = std::io::stdout().lock().write_all(script.as_bytes());
     Ok(exit::OK)
 }

@@ -3,7 +3,7 @@
 //! transaction that loads it. The I/O around them is [`crate::firewall`] (nft, the host's
 //! addresses) and [`crate::feed`] (the download).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::validate::{Network, non_global_reason};
@@ -176,13 +176,13 @@ pub fn left_out(net: &Network, exempt: &Exempt) -> Option<LeftOut> {
 /// The networks to block, each once, sorted; what was left out counted by reason.
 pub fn filter(nets: &[Network], exempt: &Exempt) -> Filtered {
     let mut filtered = Filtered::default();
-    let mut seen = BTreeSet::new();
+    let mut seen = std::collections::HashSet::with_capacity(nets.len());
     for net in nets {
         if let Some(why) = left_out(net, exempt) {
             *filtered.left_out.entry(why.name()).or_default() += 1;
             continue;
         }
-        if !seen.insert(net.to_string()) {
+        if !seen.insert(net) {
             continue;
         }
         if net.addr().is_ipv4() {
@@ -238,69 +238,97 @@ pub struct Table {
     pub hooks: Vec<String>,
 }
 
-/// The one nft transaction that puts `filtered` in force: our table only, declared anew in
-/// the same transaction that deletes the old one, so no packet meets an empty or half-filled
-/// set; the drop counter carries its values over (`counter`, packets and bytes so far).
-pub fn render(
-    table: &Table,
-    filtered: &Filtered,
-    allow: &[Network],
-    counter: (u64, u64),
-) -> String {
+/// The one nft transaction that puts `filtered` in force, touching our table only. The table,
+/// its sets, chains and the named drop counter are declared (which changes nothing that
+/// exists); then the sets are flushed and filled and the chains' rules written again, all in
+/// the same transaction, so no packet meets an empty or half-filled set and the counter
+/// keeps counting. Single addresses go to hash sets; prefixes to interval sets, which are
+/// always replaced whole.
+pub fn render(table: &Table, filtered: &Filtered, allow: &[Network]) -> String {
     let t = &table.name;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# reportedip-report blocklist: ReportedIP community data, CC BY 4.0"
-    );
-    let _ = writeln!(out, "table inet {t} {{\n}}\ndelete table inet {t}");
-    let _ = writeln!(out, "table inet {t} {{");
-    let _ = writeln!(
-        out,
-        "\tcounter dropped {{\n\t\tpackets {} bytes {}\n\t}}",
-        counter.0, counter.1
-    );
-    let (allow4, allow6): (Vec<&Network>, Vec<&Network>) =
-        allow.iter().partition(|n| n.addr().is_ipv4());
-    write_set(&mut out, "allow4", "ipv4_addr", &allow4, true);
-    write_set(&mut out, "allow6", "ipv6_addr", &allow6, true);
-    let block4: Vec<&Network> = filtered.v4.iter().collect();
-    let block6: Vec<&Network> = filtered.v6.iter().collect();
-    let ranges4 = block4.iter().any(|n| !n.is_host());
-    let ranges6 = block6.iter().any(|n| !n.is_host());
-    write_set(&mut out, "block4", "ipv4_addr", &block4, ranges4);
-    write_set(&mut out, "block6", "ipv6_addr", &block6, ranges6);
-    for hook in &table.hooks {
+    let mut out =
+        String::from("# reportedip-report blocklist: ReportedIP community data, CC BY 4.0\n");
+    let _ = writeln!(out, "table inet {t} {{\n\tcounter dropped {{\n\t}}");
+    for (name, kind, interval) in SETS {
+        let flags = if interval {
+            "\n\t\tflags interval;\n\t\tauto-merge;"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "\tset {name} {{\n\t\ttype {kind};{flags}\n\t}}");
+    }
+    for hook in HOOKS {
         let _ = writeln!(
             out,
-            "\tchain {hook} {{\n\t\ttype filter hook {hook} priority -10; policy accept;\n\
-             \t\tct state established,related accept\n\
-             \t\tip saddr @allow4 accept\n\t\tip6 saddr @allow6 accept\n\
-             \t\tip saddr @block4 counter name \"dropped\" drop\n\
-             \t\tip6 saddr @block6 counter name \"dropped\" drop\n\t}}"
+            "\tchain {hook} {{\n\t\ttype filter hook {hook} priority -10; policy accept;\n\t}}"
         );
     }
     out.push_str("}\n");
+    for hook in HOOKS {
+        let _ = writeln!(out, "flush chain inet {t} {hook}");
+    }
+    for (name, _, _) in SETS {
+        let _ = writeln!(out, "flush set inet {t} {name}");
+    }
+    let is_v4 = |n: &&Network| n.addr().is_ipv4();
+    let allow4: Vec<&Network> = allow.iter().filter(is_v4).collect();
+    let allow6: Vec<&Network> = allow.iter().filter(|n| !is_v4(n)).collect();
+    fn hosts(list: &[Network], host: bool) -> Vec<&Network> {
+        list.iter().filter(|n| n.is_host() == host).collect()
+    }
+    for (name, nets) in [
+        ("allow4", allow4),
+        ("allow6", allow6),
+        ("block4", hosts(&filtered.v4, true)),
+        ("block4net", hosts(&filtered.v4, false)),
+        ("block6", hosts(&filtered.v6, true)),
+        ("block6net", hosts(&filtered.v6, false)),
+    ] {
+        add_elements(&mut out, t, name, &nets);
+    }
+    for hook in table.hooks.iter().filter(|h| HOOKS.contains(&h.as_str())) {
+        let rules = [
+            "ct state established,related accept",
+            "ip saddr @allow4 accept",
+            "ip6 saddr @allow6 accept",
+            "ip saddr @block4 counter name \"dropped\" drop",
+            "ip saddr @block4net counter name \"dropped\" drop",
+            "ip6 saddr @block6 counter name \"dropped\" drop",
+            "ip6 saddr @block6net counter name \"dropped\" drop",
+        ];
+        for rule in rules {
+            let _ = writeln!(out, "add rule inet {t} {hook} {rule}");
+        }
+    }
     out
 }
 
-fn write_set(out: &mut String, name: &str, kind: &str, nets: &[&Network], interval: bool) {
-    let _ = write!(out, "\tset {name} {{\n\t\ttype {kind};\n");
-    if interval {
-        out.push_str("\t\tflags interval;\n\t\tauto-merge;\n");
+/// Our sets: name, type, and whether it holds prefixes (interval).
+const SETS: [(&str, &str, bool); 6] = [
+    ("allow4", "ipv4_addr", true),
+    ("allow6", "ipv6_addr", true),
+    ("block4", "ipv4_addr", false),
+    ("block4net", "ipv4_addr", true),
+    ("block6", "ipv6_addr", false),
+    ("block6net", "ipv6_addr", true),
+];
+/// Both chains always exist (an unused one is empty and accepts), so that a change of
+/// `hooks` never leaves an old chain dropping.
+const HOOKS: [&str; 2] = ["input", "forward"];
+
+fn add_elements(out: &mut String, table: &str, set: &str, nets: &[&Network]) {
+    if nets.is_empty() {
+        return;
     }
-    if !nets.is_empty() {
-        out.push_str("\t\telements = {");
-        for (index, net) in nets.iter().enumerate() {
-            if index > 0 {
-                out.push(',');
-            }
-            out.push_str(if index % 8 == 0 { "\n\t\t\t" } else { " " });
-            let _ = write!(out, "{net}");
+    let _ = write!(out, "add element inet {table} {set} {{");
+    for (index, net) in nets.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
         }
-        out.push_str("\n\t\t}\n");
+        out.push_str(if index % 8 == 0 { "\n\t" } else { " " });
+        let _ = write!(out, "{net}");
     }
-    out.push_str("\t}\n");
+    out.push_str("\n}\n");
 }
 
 #[cfg(test)]
@@ -405,13 +433,18 @@ mod tests {
                 ..Exempt::default()
             },
         );
-        let script = render(&table, &filtered, &nets(&["46.0.0.0/24"]), (7, 420));
-        assert!(script.contains("delete table inet reportedip\ntable inet reportedip {"));
-        assert!(script.contains("packets 7 bytes 420"));
-        assert!(script.contains("elements = {\n\t\t\t45.1.1.1\n"));
+        let script = render(&table, &filtered, &nets(&["46.0.0.0/24"]));
+        assert!(script.contains("add element inet reportedip block4 {\n\t45.1.1.1\n}"));
+        assert!(script.contains("add element inet reportedip allow4 {\n\t46.0.0.0/24\n}"));
         assert!(script.contains("type filter hook input priority -10; policy accept;"));
-        assert!(script.contains("ct state established,related accept"));
-        assert!(!script.contains("flush ruleset"));
-        assert_eq!(script.matches("table inet").count(), 3, "{script}");
+        assert!(
+            script.contains("add rule inet reportedip input ct state established,related accept")
+        );
+        assert!(
+            !script.contains("add rule inet reportedip forward"),
+            "forward not asked for"
+        );
+        assert!(!script.contains("flush ruleset") && !script.contains("delete"));
+        assert_eq!(script.matches("table inet").count(), 1, "{script}");
     }
 }

@@ -113,7 +113,7 @@ fn prefix_match128(addr: u128, net: u128, len: u8) -> bool {
 }
 
 /// A network from the `ignore` list: `198.51.100.0/24`, `2001:db8:1::/48` or a bare address.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Network {
     addr: IpAddr,
     prefix: u8,

@@ -152,11 +152,15 @@ impl Net {
     /// Whether a new connection from `source` in B reaches A's service (a dropped SYN times
     /// out after a second).
     fn reaches(&self, source: &str) -> bool {
+        Self::probe(&self.b, source)
+    }
+
+    fn probe(b: &str, source: &str) -> bool {
         let code = format!(
             "import socket\ntry:\n    s = socket.create_connection(('{HOST}', 9000), timeout=1, source_address=('{source}', 0))\n    print(s.recv(2).decode())\nexcept OSError:\n    print('dropped')\n"
         );
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.b, "python3", "-c", &code])
+            .args(["netns", "exec", b, "python3", "-c", &code])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim() == "ok"
