@@ -396,6 +396,35 @@ mod tests {
     }
 
     #[test]
+    fn the_files_a_config_selects() {
+        use crate::config::Blocklist;
+        let config = |lists: &[&str], min_confidence| Blocklist {
+            source: "https://x".into(),
+            lists: lists.iter().map(|l| l.to_string()).collect(),
+            min_confidence,
+            ipv6: true,
+            table: "reportedip".into(),
+            hooks: vec!["input".into()],
+            allow: Vec::new(),
+            max_age_days: 7,
+            max_shrink_percent: 50,
+            max_entries: 500_000,
+        };
+        assert_eq!(
+            crate::feed::files_for(&config(&["all"], None)),
+            ["blacklist-all.txt"]
+        );
+        assert_eq!(
+            crate::feed::files_for(&config(&["spam", "apt"], None)),
+            ["lists/spam.txt", "lists/apt.txt"]
+        );
+        assert_eq!(
+            crate::feed::files_for(&config(&["all"], Some(90))),
+            ["blacklist-all.csv"]
+        );
+    }
+
+    #[test]
     fn the_refusal_table() {
         let limits = Limits {
             max_entries: 1000,

@@ -23,6 +23,9 @@ const HOST: &str = "45.155.205.254";
 const LISTED: &str = "45.155.205.1";
 const UNLISTED: &str = "45.155.205.2";
 const ALLOWED: &str = "45.155.205.3";
+const HOST6: &str = "2a01:4f8:0:1::fe";
+const LISTED6: &str = "2a01:4f8:0:1::1";
+const UNLISTED6: &str = "2a01:4f8:0:1::2";
 
 fn sh(args: &[&str]) -> bool {
     Command::new(args[0])
@@ -70,7 +73,7 @@ impl Net {
             "ip", "link", "add", &va, "netns", &a, "type", "veth", "peer", "name", &vb, "netns", &b
         ]));
         for (ns, dev, addrs) in [
-            (&a, &va, vec![format!("{HOST}/24")]),
+            (&a, &va, vec![format!("{HOST}/24"), format!("{HOST6}/64")]),
             (
                 &b,
                 &vb,
@@ -78,11 +81,18 @@ impl Net {
                     format!("{LISTED}/24"),
                     format!("{UNLISTED}/24"),
                     format!("{ALLOWED}/24"),
+                    format!("{LISTED6}/64"),
+                    format!("{UNLISTED6}/64"),
                 ],
             ),
         ] {
             for addr in addrs {
-                assert!(sh(&["ip", "-n", ns, "addr", "add", &addr, "dev", dev]));
+                // nodad: an IPv6 address is usable at once, without waiting for detection.
+                let mut args = vec!["ip", "-n", ns, "addr", "add", &addr, "dev", dev];
+                if addr.contains(':') {
+                    args.push("nodad");
+                }
+                assert!(sh(&args));
             }
             assert!(sh(&["ip", "-n", ns, "link", "set", dev, "up"]));
             assert!(sh(&["ip", "-n", ns, "link", "set", "lo", "up"]));
@@ -140,12 +150,26 @@ impl Net {
 
     /// A TCP service on A that answers every connection.
     fn listen(&mut self) {
-        let code = "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-                    s.bind(('0.0.0.0', 9000))\ns.listen(64)\nwhile True:\n    c, _ = s.accept()\n    c.sendall(b'ok')\n    c.close()\n";
+        let code = "import socket\ns = socket.socket(socket.AF_INET6)\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\ns.bind(('::', 9000))\ns.listen(64)\nwhile True:\n    c, _ = s.accept()\n    c.sendall(b'ok')\n    c.close()\n";
         self.listener = Some(self.in_a(&["python3", "-c", code]).spawn().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.reaches(UNLISTED) {
-            assert!(Instant::now() < deadline, "the listener did not start");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        // IPv6 on a fresh link may take a moment longer (neighbour discovery).
+        while !(self.reaches(UNLISTED) && self.reaches(UNLISTED6)) {
+            if Instant::now() > deadline {
+                let show = |ns: &str| {
+                    let out = Command::new("ip")
+                        .args(["-n", ns, "addr"])
+                        .output()
+                        .unwrap();
+                    String::from_utf8_lossy(&out.stdout).into_owned()
+                };
+                panic!(
+                    "the listener is not reachable over IPv4 and IPv6:\n{}\n{}",
+                    show(&self.a),
+                    show(&self.b)
+                );
+            }
         }
     }
 
@@ -156,8 +180,9 @@ impl Net {
     }
 
     fn probe(b: &str, source: &str) -> bool {
+        let host = if source.contains(':') { HOST6 } else { HOST };
         let code = format!(
-            "import socket\ntry:\n    s = socket.create_connection(('{HOST}', 9000), timeout=1, source_address=('{source}', 0))\n    print(s.recv(2).decode())\nexcept OSError:\n    print('dropped')\n"
+            "import socket\ntry:\n    s = socket.create_connection(('{host}', 9000), timeout=1, source_address=('{source}', 0))\n    print(s.recv(2).decode())\nexcept OSError:\n    print('dropped')\n"
         );
         let out = Command::new("ip")
             .args(["netns", "exec", b, "python3", "-c", &code])
@@ -242,6 +267,7 @@ impl Drop for Net {
 fn day(extra: &[&str]) -> Vec<String> {
     let mut list: Vec<String> = vec![
         LISTED.into(),
+        LISTED6.into(),
         ALLOWED.into(),
         "0.0.0.0/0".into(),
         "::/0".into(),
@@ -267,6 +293,7 @@ fn listed_sources_are_dropped_and_everything_else_passes() {
     let refs: Vec<&str> = list.iter().map(String::as_str).collect();
     net.publish(&refs, "2026-12-01", false);
     assert!(net.reaches(LISTED), "before anything is loaded");
+    assert!(net.reaches(UNLISTED6), "IPv6 before anything is loaded");
 
     net.run(&config, &["blocklist", "update"])
         .expect_code(0)
@@ -274,12 +301,17 @@ fn listed_sources_are_dropped_and_everything_else_passes() {
     assert!(!net.reaches(LISTED), "a listed source passed");
     assert!(net.reaches(UNLISTED), "an unlisted source was dropped");
     assert!(net.reaches(ALLOWED), "an allowed source was dropped");
+    assert!(!net.reaches(LISTED6), "a listed IPv6 source passed");
+    assert!(
+        net.reaches(UNLISTED6),
+        "an unlisted IPv6 source was dropped"
+    );
     let status = net.run(&config, &["blocklist", "status", "--json"]);
     status.expect_code(0);
     let status = status.json();
     assert_eq!(status["loaded"], true, "{status}");
     assert_eq!(status["entries_v4"], 301, "{status}");
-    assert_eq!(status["entries_v6"], 1, "{status}");
+    assert_eq!(status["entries_v6"], 2, "{status}");
     for (why, count) in [("too_wide", 3), ("non_global", 1), ("own", 1), ("allow", 1)] {
         assert_eq!(status["left_out"][why], count, "{why}: {status}");
     }
@@ -317,11 +349,28 @@ fn listed_sources_are_dropped_and_everything_else_passes() {
         .expect_code(8)
         .expect_said("empty");
     assert!(!net.reaches(LISTED));
-    net.publish(&refs[9..40], "2026-12-04", false);
+    net.publish(&refs[10..40], "2026-12-04", false);
     net.run(&config, &["blocklist", "update"])
         .expect_code(8)
         .expect_said("shrink");
     assert!(!net.reaches(LISTED));
+    // A server that accepts and never answers: the download ends at its deadline.
+    let slow = "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 8001))\ns.listen(8)\nkept = []\nwhile True:\n    kept.append(s.accept())\n";
+    let mut silent = net.in_a(&["python3", "-c", slow]).spawn().unwrap();
+    let slow_config = net.config(8001);
+    let text = fs::read_to_string(&slow_config).unwrap().replacen(
+        "syslog = false\n",
+        "syslog = false\ntimeout = 1\n",
+        1,
+    );
+    fs::write(&slow_config, text).unwrap();
+    let run = net.run(&slow_config, &["blocklist", "update"]);
+    let _ = silent.kill();
+    let _ = silent.wait();
+    run.expect_code(9);
+    assert!(run.elapsed < Duration::from_secs(20), "{:?}", run.elapsed);
+    assert!(!net.reaches(LISTED));
+    let config = net.config(8000);
     net.stop_feed();
     net.run(&config, &["blocklist", "update"]).expect_code(9);
     assert!(!net.reaches(LISTED));
