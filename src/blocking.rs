@@ -431,6 +431,7 @@ pub struct StatusView {
     pub left_out: std::collections::BTreeMap<String, u64>,
     pub data_date: Option<String>,
     pub data_age_days: Option<u64>,
+    pub data_age_seconds: Option<u64>,
     pub stale: bool,
     pub last_attempt: Option<String>,
     pub last_attempt_at: Option<String>,
@@ -457,12 +458,13 @@ pub fn status(
         read("attempt.json").and_then(|b| serde_json::from_slice(&b).ok());
     let counter = firewall::dropped(&blocklist.table);
     let now = clock();
-    let age = applied
+    let age_secs = applied
         .as_ref()
         .and_then(|a| a.generated_at.as_deref())
         .and_then(|date| humantime::parse_rfc3339(&format!("{date}T00:00:00Z")).ok())
         .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|at| now.saturating_sub(at.as_secs()) / 86_400);
+        .map(|at| now.saturating_sub(at.as_secs()));
+    let age = age_secs.map(|secs| secs / 86_400);
     let view = StatusView {
         loaded: counter.is_some(),
         table: blocklist.table.clone(),
@@ -474,6 +476,7 @@ pub fn status(
             .unwrap_or_default(),
         data_date: applied.as_ref().and_then(|a| a.generated_at.clone()),
         data_age_days: age,
+        data_age_seconds: age_secs,
         stale: age.is_some_and(|days| days > blocklist.max_age_days),
         last_attempt: attempt
             .as_ref()
@@ -567,10 +570,10 @@ fn prometheus(view: &StatusView) -> String {
         view.entries_v6,
     );
     metric(
-        "data_age_days",
-        "Age of the data in force, in days.",
+        "data_age_seconds",
+        "Age of the data in force (from the feed's generation date).",
         "gauge",
-        view.data_age_days.unwrap_or(0),
+        view.data_age_seconds.unwrap_or(0),
     );
     metric(
         "stale",

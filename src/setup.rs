@@ -828,6 +828,13 @@ mod tests {
     }
 
     #[test]
+    fn every_jails_ignoreip_comes_from_the_dump() {
+        let dump = "['set', 'sshd', 'addignoreip', '127.0.0.1/8', '::1']\n\
+                    ['set', 'webapp', 'addignoreip', '203.0.113.7']\n['add', 'x', 'auto']\n";
+        assert_eq!(parse_ignoreip(dump), ["127.0.0.1/8", "::1", "203.0.113.7"]);
+    }
+
+    #[test]
     fn jails_argument() {
         assert_eq!(Choice::parse(None), Choice::All);
         assert_eq!(Choice::parse(Some("all")), Choice::All);

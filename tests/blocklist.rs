@@ -316,6 +316,27 @@ fn listed_sources_are_dropped_and_everything_else_passes() {
         assert_eq!(status["left_out"][why], count, "{why}: {status}");
     }
     assert!(status["dropped_packets"].as_u64().unwrap() > 0, "{status}");
+    let metrics = net.run(&config, &["blocklist", "status", "--prometheus"]);
+    metrics
+        .expect_code(0)
+        .expect_said("reportedip_blocklist_loaded 1")
+        .expect_said("reportedip_blocklist_entries_v6 2");
+    if Path::new("/usr/bin/promtool").exists() {
+        let mut check = Command::new("/usr/bin/promtool");
+        check.args(["check", "metrics"]).stdin(Stdio::piped());
+        let mut child = check.stdout(Stdio::null()).spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{}\n", metrics.stdout.trim_end()).as_bytes())
+            .unwrap();
+        assert!(
+            child.wait().unwrap().success(),
+            "promtool: {}",
+            metrics.stdout
+        );
+    }
     // nft accepts what print shows.
     let print = net.run(&config, &["blocklist", "print"]);
     print.expect_code(0);
