@@ -434,3 +434,72 @@ fn without_a_blocklist_section_nothing_is_fetched_or_blocked() {
             .expect_said("no [blocklist] section");
     }
 }
+
+#[test]
+fn thematic_lists_and_min_confidence_select_what_is_loaded() {
+    let Some(mut net) = Net::new("thematic_lists_and_min_confidence_select_what_is_loaded") else {
+        return;
+    };
+    net.serve_feed(8002);
+    net.listen();
+    let feed = net.dir.path().join("feed");
+    let files = [
+        (
+            "lists/brute-force.txt",
+            format!("# brute-force\n{LISTED}\n46.1.1.1\n"),
+        ),
+        ("lists/spam.txt", format!("# spam\n{UNLISTED}\n")),
+        (
+            "blacklist-all.csv",
+            format!(
+                "ip,confidence,categories,last_reported\n\"{LISTED}\",95,\"18;22\",\"2026-12-01 01:02:03\"\n\"{UNLISTED}\",80,\"11\",\"2026-12-01 01:02:03\"\n"
+            ),
+        ),
+    ];
+    let mut checksums = Vec::new();
+    for (name, text) in &files {
+        fs::write(feed.join(name), text).unwrap();
+        let sum = Command::new("sha256sum")
+            .arg(feed.join(name))
+            .output()
+            .unwrap();
+        let sum = String::from_utf8_lossy(&sum.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        checksums.push(format!("\"{name}\":\"{sum}\""));
+    }
+    fs::write(
+        feed.join("metadata.json"),
+        format!(
+            r#"{{"version":"t","generatedAt":"2026-12-01","checksums":{{{}}}}}"#,
+            checksums.join(",")
+        ),
+    )
+    .unwrap();
+    let config = net.dir.path().join("reportedip.toml");
+    let write = |section: &str| {
+        fs::write(
+            &config,
+            format!(
+                "state_dir = \"{}\"\nsyslog = false\n\n[blocklist]\nsource = \"http://127.0.0.1:8002\"\n{section}",
+                net.dir.path().join("state").display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    };
+    // The brute-force list only: the spam list's sender passes.
+    write("lists = [\"brute-force\"]\n");
+    net.run(&config, &["blocklist", "update"]).expect_code(0);
+    assert!(!net.reaches(LISTED));
+    assert!(net.reaches(UNLISTED));
+    // Confidence 90 or more, from the CSV: a smaller list, but another selection, not a shrink.
+    write("min_confidence = 90\n");
+    net.run(&config, &["blocklist", "update"]).expect_code(0);
+    let status = net.run(&config, &["blocklist", "status", "--json"]).json();
+    assert_eq!(status["entries_v4"], 1, "{status}");
+    assert!(!net.reaches(LISTED));
+    assert!(net.reaches(UNLISTED));
+}
