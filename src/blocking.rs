@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::blocklist::{self, Exempt, Filtered, Limits, Table};
 use crate::clock::{Clock, format_utc};
+use crate::commands::out as say;
 use crate::config::{Blocklist, Config};
-use crate::error::Error;
+use crate::error::{Error, failed};
 use crate::feed::{self, FeedError, Fetched, Validators};
 use crate::firewall;
 use crate::fsio;
@@ -68,26 +69,15 @@ struct Attempt {
     ok: bool,
 }
 
-fn say(line: &str) {
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
-}
-
-fn failed(message: impl Into<String>, code: u8) -> Error {
-    Error::Failed {
-        message: message.into(),
-        code,
-    }
-}
-
-struct Store {
+/// `state_dir/blocklist`, trusted like `state_dir` itself.
+struct BlocklistDir {
     dir: PathBuf,
 }
 
-impl Store {
+impl BlocklistDir {
     fn open(config: &Config) -> Result<Self, Error> {
         let dir = config.state_dir.join("blocklist");
-        // state_dir's own rules; created the way the state store creates it.
-        crate::store::Store::open(&config.state_dir, crate::clock::now())?;
+        crate::store::prepare_dir(&config.state_dir)?;
         match DirBuilder::new().mode(0o700).create(&dir) {
             Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => {
                 return Err(failed(
@@ -202,7 +192,7 @@ pub fn update(
     let Some(blocklist) = section(config) else {
         return Ok(exit::OK);
     };
-    let store = Store::open(config)?;
+    let store = BlocklistDir::open(config)?;
     let _lock = store.lock()?;
     let now = clock();
     let saved: Option<Saved> = store.read("saved.json");
@@ -292,9 +282,7 @@ pub fn update(
             REFUSED,
         ));
     }
-    load(
-        config, blocklist, &store, &filtered, &described, "update", now,
-    )?;
+    load(blocklist, &store, &filtered, &described, "update", now)?;
     if let Some(saved) = new_saved {
         let list: String = nets.iter().map(|n| format!("{n}\n")).collect();
         store.write_bytes("list.txt", list.as_bytes())?;
@@ -305,9 +293,8 @@ pub fn update(
 
 /// Loads `filtered` with one nft transaction and records it.
 fn load(
-    config: &Config,
     blocklist: &Blocklist,
-    store: &Store,
+    store: &BlocklistDir,
     filtered: &Filtered,
     saved: &Saved,
     command: &str,
@@ -347,7 +334,6 @@ fn load(
     );
     store.attempt(command, &line, true, now);
     say(&line);
-    let _ = config;
     Ok(())
 }
 
@@ -355,7 +341,7 @@ fn load(
 fn saved_filtered(
     config: &Config,
     blocklist: &Blocklist,
-    store: &Store,
+    store: &BlocklistDir,
 ) -> Result<(Filtered, Saved), Error> {
     let saved: Saved = store.read("saved.json").unwrap_or_default();
     let nets = store.list().ok_or_else(|| {
@@ -373,18 +359,10 @@ pub fn apply(config: &Config, clock: Clock) -> Result<u8, Error> {
     let Some(blocklist) = section(config) else {
         return Ok(exit::OK);
     };
-    let store = Store::open(config)?;
+    let store = BlocklistDir::open(config)?;
     let _lock = store.lock()?;
     let (filtered, saved) = saved_filtered(config, blocklist, &store)?;
-    load(
-        config,
-        blocklist,
-        &store,
-        &filtered,
-        &saved,
-        "apply",
-        clock(),
-    )?;
+    load(blocklist, &store, &filtered, &saved, "apply", clock())?;
     Ok(exit::OK)
 }
 
@@ -393,7 +371,7 @@ pub fn print(config: &Config) -> Result<u8, Error> {
     let Some(blocklist) = section(config) else {
         return Ok(exit::OK);
     };
-    let store = Store::open(config)?;
+    let store = BlocklistDir::open(config)?;
     let (filtered, _) = saved_filtered(config, blocklist, &store)?;
     let script = blocklist::render(&table(blocklist), &filtered, &blocklist.allow);
     let _ = std::io::stdout().lock().write_all(script.as_bytes());
@@ -451,6 +429,15 @@ pub fn status(
         return Ok(exit::OK);
     };
     let dir = config.state_dir.join("blocklist");
+    // Read only what no other user can have put there.
+    if dir.exists()
+        && let Some(why) = fsio::untrusted_dir(&dir)
+    {
+        return Err(failed(
+            format!("{} is not safe to read: {why}", dir.display()),
+            exit::STATE,
+        ));
+    }
     let read = |name: &str| fsio::read_own_file(&dir.join(name), MAX_SAVED_BYTES).ok();
     let applied: Option<Applied> =
         read("applied.json").and_then(|b| serde_json::from_slice(&b).ok());

@@ -22,7 +22,7 @@ use crate::validate::parse_ip;
 use crate::views::{BackoffView, CheckView, EventView, KeyView, QuotaView, StatusView};
 
 /// Writes to stdout, ignoring a closed pipe (`| head` must not turn into a panic).
-fn out(text: &str) {
+pub(crate) fn out(text: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 

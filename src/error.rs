@@ -29,6 +29,14 @@ pub enum Error {
     Failed { message: String, code: u8 },
 }
 
+/// A request that did not work, with its exit status.
+pub fn failed(message: impl Into<String>, code: u8) -> Error {
+    Error::Failed {
+        message: message.into(),
+        code,
+    }
+}
+
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {

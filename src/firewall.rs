@@ -42,11 +42,6 @@ pub fn apply(script: &str) -> Result<(), String> {
     nft(&["-f", "-"], Some(script)).map(drop)
 }
 
-/// Checks `script` without loading it (`nft -c`).
-pub fn check(script: &str) -> Result<(), String> {
-    nft(&["-c", "-f", "-"], Some(script)).map(drop)
-}
-
 /// Deletes our table; one that is not there is fine.
 pub fn remove(table: &str) -> Result<bool, String> {
     match nft(&["delete", "table", "inet", table], None) {

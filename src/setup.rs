@@ -14,8 +14,9 @@ use std::process::Command;
 use crate::api::Client;
 use crate::categories::Categories;
 use crate::clock::Clock;
+use crate::commands::out as say;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
-use crate::error::Error;
+use crate::error::{Error, failed};
 use crate::outcome::exit;
 use crate::secret::SecretString;
 
@@ -367,17 +368,6 @@ pub struct Options {
     pub undo: bool,
     pub yes: bool,
     pub force: bool,
-}
-
-fn failed(message: impl Into<String>, code: u8) -> Error {
-    Error::Failed {
-        message: message.into(),
-        code,
-    }
-}
-
-fn say(line: &str) {
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 /// `setup`: key, jails, drop-in, test, restart, confirm; or `--undo`.

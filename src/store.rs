@@ -579,7 +579,7 @@ fn move_aside(db: &Path, now: u64) -> io::Result<PathBuf> {
 
 /// Checks `root` like OpenSSH checks `~/.ssh` before anything is created, then creates it
 /// (mode 0700) and checks it again.
-fn prepare_dir(root: &Path) -> Result<(), StoreError> {
+pub fn prepare_dir(root: &Path) -> Result<(), StoreError> {
     let unusable = |source| StoreError::Unusable {
         path: root.to_path_buf(),
         source,
