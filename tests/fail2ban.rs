@@ -38,36 +38,7 @@ impl Fail2ban {
     fn start(tag: &str, api: FakeApi, jails: &[Jail], dbfile: &str) -> Self {
         let dir = TempDir::new(tag);
         let t = dir.path();
-        fs::create_dir_all(t.join("run")).unwrap();
-        fs::create_dir_all(t.join("conf/action.d")).unwrap();
-        let db = if dbfile == ":memory:" {
-            dbfile.to_string()
-        } else {
-            t.join(dbfile).display().to_string()
-        };
-        write(
-            &t.join("conf/fail2ban.conf"),
-            &format!(
-                "[DEFAULT]\nloglevel = INFO\nlogtarget = {t}/f2b.log\nsocket = {t}/run/f2b.sock\n\
-                 pidfile = {t}/run/f2b.pid\ndbfile = {db}\n\n[Definition]\nallowipv6 = auto\n\
-                 syslogsocket = auto\n",
-                t = t.display()
-            ),
-        );
-        copy_dir(
-            Path::new("/etc/fail2ban/filter.d"),
-            &t.join("conf/filter.d"),
-        );
-        fs::copy(
-            "/etc/fail2ban/action.d/dummy.conf",
-            t.join("conf/action.d/dummy.conf"),
-        )
-        .unwrap();
-        fs::copy(
-            concat!(env!("CARGO_MANIFEST_DIR"), "/action.d/reportedip.conf"),
-            t.join("conf/action.d/reportedip.conf"),
-        )
-        .unwrap();
+        support::fail2ban_tree(t, dbfile);
         write(
             &t.join("conf/filter.d/webapp.conf"),
             "[Definition]\nfailregex = ^login failed for <F-USER>.*</F-USER> from <HOST>$\n\
@@ -206,16 +177,6 @@ impl Drop for Fail2ban {
 
 fn write(path: &Path, text: &str) {
     fs::write(path, text).unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
 }
 
 fn text(output: &Output) -> String {

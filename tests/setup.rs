@@ -33,35 +33,7 @@ impl Tree {
     fn new(tag: &str, api: FakeApi) -> Self {
         let dir = TempDir::new(tag);
         let t = dir.path();
-        fs::create_dir_all(t.join("run")).unwrap();
-        fs::create_dir_all(t.join("conf/action.d")).unwrap();
-        fs::write(
-            t.join("conf/fail2ban.conf"),
-            format!(
-                "[DEFAULT]\nloglevel = INFO\nlogtarget = {t}/f2b.log\nsocket = {t}/run/f2b.sock\n\
-                 pidfile = {t}/run/f2b.pid\ndbfile = :memory:\n\n[Definition]\nallowipv6 = auto\n\
-                 syslogsocket = auto\n",
-                t = t.display()
-            ),
-        )
-        .unwrap();
-        let status = Command::new("cp")
-            .arg("-r")
-            .arg("/etc/fail2ban/filter.d")
-            .arg(t.join("conf/filter.d"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-        fs::copy(
-            "/etc/fail2ban/action.d/dummy.conf",
-            t.join("conf/action.d/dummy.conf"),
-        )
-        .unwrap();
-        fs::copy(
-            concat!(env!("CARGO_MANIFEST_DIR"), "/action.d/reportedip.conf"),
-            t.join("conf/action.d/reportedip.conf"),
-        )
-        .unwrap();
+        support::fail2ban_tree(t, ":memory:");
         let mut jails = String::from("[DEFAULT]\nbackend = polling\nusedns = no\nbantime = 1h\n");
         for (name, enabled) in [("sshd", true), ("webapp", true), ("recidive", false)] {
             fs::write(t.join(format!("{name}.log")), "").unwrap();

@@ -391,6 +391,50 @@ pub fn fail2ban_available(test: &str) -> bool {
     false
 }
 
+/// A private fail2ban configuration tree under `t` (as shared/fail2ban-testing.md describes):
+/// `run/` for the socket and pidfile, `conf/fail2ban.conf` with its own log and `dbfile`
+/// (`:memory:`, or a file name under `t`), Debian's filters, the `dummy` action and this
+/// repository's action. The caller writes the jails.
+pub fn fail2ban_tree(t: &Path, dbfile: &str) {
+    fs::create_dir_all(t.join("run")).unwrap();
+    fs::create_dir_all(t.join("conf/action.d")).unwrap();
+    fs::create_dir_all(t.join("conf/filter.d")).unwrap();
+    let db = match dbfile {
+        ":memory:" => dbfile.to_string(),
+        file => t.join(file).display().to_string(),
+    };
+    fs::write(
+        t.join("conf/fail2ban.conf"),
+        format!(
+            "[DEFAULT]\nloglevel = INFO\nlogtarget = {t}/f2b.log\nsocket = {t}/run/f2b.sock\n\
+             pidfile = {t}/run/f2b.pid\ndbfile = {db}\n\n[Definition]\nallowipv6 = auto\n\
+             syslogsocket = auto\n",
+            t = t.display()
+        ),
+    )
+    .unwrap();
+    for entry in fs::read_dir("/etc/fail2ban/filter.d").unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            fs::copy(
+                entry.path(),
+                t.join("conf/filter.d").join(entry.file_name()),
+            )
+            .unwrap();
+        }
+    }
+    fs::copy(
+        "/etc/fail2ban/action.d/dummy.conf",
+        t.join("conf/action.d/dummy.conf"),
+    )
+    .unwrap();
+    fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/action.d/reportedip.conf"),
+        t.join("conf/action.d/reportedip.conf"),
+    )
+    .unwrap();
+}
+
 /// UNIX seconds now, to compare against timestamps the binary writes.
 pub fn epoch_now() -> u64 {
     std::time::SystemTime::now()
