@@ -20,13 +20,14 @@ use crate::feed::{self, FeedError, Fetched, Validators};
 use crate::firewall;
 use crate::fsio;
 use crate::outcome::exit;
-use crate::validate::Network;
+use crate::validate::{Network, sanitize_comment};
 
 /// `blocklist update` refused the new list; the set in force is unchanged.
 pub const REFUSED: u8 = 8;
 /// `blocklist update` could not download the feed; the set in force is unchanged.
 pub const DOWNLOAD_FAILED: u8 = 9;
 const MAX_SAVED_BYTES: u64 = 64 * 1024 * 1024;
+const DEFAULT_FAIL2BAN_DIR: &str = "/etc/fail2ban";
 
 /// What the lists and confidence were when a list was saved or applied: a change of them
 /// makes a smaller list a choice, not a shrink.
@@ -170,6 +171,33 @@ fn table(config: &Blocklist) -> Table {
     }
 }
 
+/// Our table as the kernel holds it. A table of the same name that someone else made is
+/// refused: no command changes or deletes it.
+fn our_table(blocklist: &Blocklist) -> Result<bool, Error> {
+    match firewall::table_state(&blocklist.table) {
+        Ok(firewall::TableState::Absent) => Ok(false),
+        Ok(firewall::TableState::Ours) => Ok(true),
+        Ok(firewall::TableState::Foreign) => Err(failed(
+            format!(
+                "table inet {t} exists and was not made by reportedip-report; nothing was \
+                 changed: set [blocklist] table to a name of its own",
+                t = blocklist.table
+            ),
+            exit::CONFIG,
+        )),
+        Err(why) => Err(failed(
+            format!("nft could not list table inet {}: {why}", blocklist.table),
+            exit::SYSTEM,
+        )),
+    }
+}
+
+/// Packets and bytes dropped so far, when our table is loaded.
+fn our_counter(blocklist: &Blocklist) -> Option<(u64, u64)> {
+    let ours = firewall::table_state(&blocklist.table).ok()? == firewall::TableState::Ours;
+    ours.then(|| firewall::dropped(&blocklist.table)).flatten()
+}
+
 /// What must never be blocked, the host's own addresses read from the kernel now.
 fn exempt(config: &Config, blocklist: &Blocklist, fail2ban: &[String]) -> Result<Exempt, Error> {
     let own = firewall::own_addresses().map_err(|why| failed(why, exit::SYSTEM))?;
@@ -182,10 +210,54 @@ fn exempt(config: &Config, blocklist: &Blocklist, fail2ban: &[String]) -> Result
     })
 }
 
-/// `blocklist update [--force]`.
+/// fail2ban's `ignoreip` of every jail, from its configuration dump now. Without fail2ban
+/// there is none. When its configuration cannot be read, the list read at the last update
+/// stays: an address the admin exempted must not become blocked over a typo in a jail file.
+fn fail2ban_ignoreip(dir: Option<&Path>, previous: &[String]) -> Vec<String> {
+    let explicit = dir.is_some();
+    let dir = dir.unwrap_or(Path::new(DEFAULT_FAIL2BAN_DIR));
+    let fail2ban = crate::setup::Fail2ban::new(dir);
+    if !fail2ban.installed() {
+        if explicit {
+            warn(&format!(
+                "no fail2ban configuration at {}: no ignoreip to exempt",
+                dir.display()
+            ));
+        }
+        return Vec::new();
+    }
+    let entries = match fail2ban.dump() {
+        Ok(dump) => crate::setup::parse_ignoreip(&dump),
+        Err(why) => {
+            warn(&format!(
+                "cannot read fail2ban's ignoreip from {} ({}); the {} entries read at the last \
+                 update stay exempt",
+                dir.display(),
+                sanitize_comment(&why),
+                previous.len()
+            ));
+            return previous.to_vec();
+        }
+    };
+    for name in entries.iter().filter(|e| e.parse::<Network>().is_err()) {
+        warn(&format!(
+            "fail2ban's ignoreip names {}, which is not an address: it is not exempted from \
+             the blocklist (add its addresses to [blocklist] allow)",
+            sanitize_comment(name)
+        ));
+    }
+    entries
+}
+
+fn warn(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "warning: {text}");
+}
+
+/// `blocklist update [--force] [--fail2ban-dir DIR]`.
 pub fn update(
     config: &Config,
     force: bool,
+    fail2ban_dir: Option<&Path>,
     timeout: std::time::Duration,
     clock: Clock,
 ) -> Result<u8, Error> {
@@ -202,6 +274,8 @@ pub fn update(
         .filter(|s| s.selection == selection && store.list().is_some())
         .map(|s| s.validators.clone())
         .unwrap_or_default();
+    let previous_ignore = saved.as_ref().map_or(&[][..], |s| &s.fail2ban_ignore[..]);
+    let fail2ban_ignore = fail2ban_ignoreip(fail2ban_dir, previous_ignore);
     let (nets, new_saved) = match feed::fetch(blocklist, &validators, timeout) {
         Err(FeedError::Download(why)) => {
             store.attempt("update", &why, false, now);
@@ -219,7 +293,12 @@ pub fn update(
         }
         Ok(Fetched::Unchanged) => {
             say("the feed is unchanged since the last download");
-            (store.list().unwrap_or_default(), None)
+            let kept = saved.clone().unwrap_or_default();
+            let refreshed = (kept.fail2ban_ignore != fail2ban_ignore).then(|| Saved {
+                fail2ban_ignore: fail2ban_ignore.clone(),
+                ..kept
+            });
+            (store.list().unwrap_or_default(), refreshed)
         }
         Ok(Fetched::New {
             metadata,
@@ -247,17 +326,13 @@ pub fn update(
                 }
                 nets.extend(parsed.nets);
             }
-            let fail2ban_ignore = crate::setup::Fail2ban::new(Path::new("/etc/fail2ban"))
-                .dump()
-                .map(|dump| crate::setup::parse_ignoreip(&dump))
-                .unwrap_or_default();
             let saved = Saved {
                 selection: selection.clone(),
                 validators,
                 version: metadata.version,
                 generated_at: metadata.generated_at,
                 fetched_at: now,
-                fail2ban_ignore,
+                fail2ban_ignore: fail2ban_ignore.clone(),
             };
             (nets, Some(saved))
         }
@@ -266,10 +341,10 @@ pub fn update(
     let exempt = exempt(config, blocklist, &described.fail2ban_ignore)?;
     let filtered = blocklist::filter(&nets, &exempt);
     let applied: Option<Applied> = store.read("applied.json");
-    let in_force = applied
-        .as_ref()
-        .map(|a| a.entries)
-        .filter(|_| firewall::dropped(&blocklist.table).is_some());
+    let loaded = our_table(blocklist).inspect_err(|err| {
+        store.attempt("update", &err.to_string(), false, now);
+    })?;
+    let in_force = applied.as_ref().map(|a| a.entries).filter(|_| loaded);
     let same = applied.as_ref().is_some_and(|a| a.selection == selection);
     let limits = Limits {
         max_entries: blocklist.max_entries,
@@ -300,6 +375,7 @@ fn load(
     command: &str,
     now: u64,
 ) -> Result<(), Error> {
+    our_table(blocklist).inspect_err(|err| store.attempt(command, &err.to_string(), false, now))?;
     let script = blocklist::render(&table(blocklist), filtered, &blocklist.allow);
     if let Err(why) = firewall::apply(&script) {
         store.attempt(command, &why, false, now);
@@ -383,6 +459,10 @@ pub fn remove(config: &Config) -> Result<u8, Error> {
     let Some(blocklist) = section(config) else {
         return Ok(exit::OK);
     };
+    if !our_table(blocklist)? {
+        say(&format!("table inet {} is not loaded", blocklist.table));
+        return Ok(exit::OK);
+    }
     match firewall::remove(&blocklist.table) {
         Ok(true) => say(&format!(
             "table inet {} removed; the saved list stays",
@@ -443,7 +523,7 @@ pub fn status(
         read("applied.json").and_then(|b| serde_json::from_slice(&b).ok());
     let attempt: Option<Attempt> =
         read("attempt.json").and_then(|b| serde_json::from_slice(&b).ok());
-    let counter = firewall::dropped(&blocklist.table);
+    let counter = our_counter(blocklist);
     let now = clock();
     let age_secs = applied
         .as_ref()

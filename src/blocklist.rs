@@ -8,6 +8,59 @@ use std::fmt::Write as _;
 
 use crate::validate::{Network, non_global_reason};
 
+/// Words nft's scanner takes as keywords anywhere in a script (nftables' `scanner.l`, rules
+/// without a start condition, up to 1.1): a table named like one of them makes every script
+/// fail to parse, and nft 1.0 accepts no quoted table name.
+const NFT_KEYWORDS: &str = "\
+    accept add ah all and arp auto-merge bridge cgroup chain comment comp constant continue \
+    counter cpu create ct day dccp define delete describe destroy device devices dnat drop \
+    dst dup dynamic ecn element elements eq esp ether exists expires export exthdr fib \
+    flags flow flowtable flush frag fwd gc-interval ge geneve get goto gre gretap gt handle \
+    hbh hook hour ibriport ibrname icmp icmpv6 igmp iif iifgroup iifname iiftype import \
+    include index inet insert interval ip ip6 ipsec jhash jump last le limit list log \
+    lshift lt map mark masquerade meta meter mh missing monitor ne netdev nftrace not \
+    notrack numgen obriport obrname offload oif oifgroup oifname oiftype or osf pkttype \
+    policy position priority queue quota random redefine redirect reject rename replace \
+    reset return rshift rt rt0 rt2 rtclassid rule ruleset sctp secmark set size skgid skuid \
+    snat socket srh symhash synproxy table tcp th time timeout tproxy tunnel type typeof \
+    udp udplite undefine update vlan vmap vni vxlan xor xt";
+
+/// The comment our table carries, so that no command ever changes or deletes a table of the
+/// same name that someone else made.
+pub const OWNER_MARK: &str = "reportedip-report blocklist";
+
+/// Who made a table, judged from `nft -t list table inet NAME`: the table's own `comment`
+/// line comes before its counters, sets and chains.
+pub fn made_by_us(listing: &str) -> bool {
+    let marker = format!("comment \"{OWNER_MARK}\"");
+    listing
+        .lines()
+        .map(str::trim)
+        .skip_while(|line| !line.starts_with("table inet "))
+        .nth(1)
+        .is_some_and(|line| line == marker)
+}
+
+/// Why `name` cannot name our nft table, if it cannot: nft reads it as a bare word, so it must
+/// start with a letter, hold only letters, digits, `-` and `_`, fit nft's 256-byte limit and not
+/// be one of nft's keywords.
+pub fn table_name_problem(name: &str) -> Option<String> {
+    let well_formed = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.len() < 256
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !well_formed {
+        return Some("must start with a letter, then letters, digits, - or _".into());
+    }
+    let keyword = NFT_KEYWORDS
+        .split_whitespace()
+        .any(|keyword| keyword == name);
+    keyword.then(|| {
+        format!("\"{name}\" is an nft keyword; choose another name, such as \"reportedip\"")
+    })
+}
+
 /// The feed's thematic lists (`lists/<name>.txt`).
 pub const THEMATIC: &[&str] = &[
     "spam",
@@ -248,7 +301,10 @@ pub fn render(table: &Table, filtered: &Filtered, allow: &[Network]) -> String {
     let t = &table.name;
     let mut out =
         String::from("# reportedip-report blocklist: ReportedIP community data, CC BY 4.0\n");
-    let _ = writeln!(out, "table inet {t} {{\n\tcounter dropped {{\n\t}}");
+    let _ = writeln!(
+        out,
+        "table inet {t} {{\n\tcomment \"{OWNER_MARK}\"\n\tcounter dropped {{\n\t}}"
+    );
     for (name, kind, interval) in SETS {
         let flags = if interval {
             "\n\t\tflags interval;\n\t\tauto-merge;"
@@ -337,6 +393,67 @@ mod tests {
 
     fn nets(list: &[&str]) -> Vec<Network> {
         list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn only_a_table_with_our_comment_is_ours() {
+        let ours = format!("table inet t {{\n\tcomment \"{OWNER_MARK}\"\n\tset s {{\n\t}}\n}}\n");
+        assert!(made_by_us(&ours));
+        let cases = [
+            "table inet filter {\n\tchain input {\n\t}\n}\n",
+            "table inet t {\n\tcomment \"something else\"\n}\n",
+            // Our words as a set's or a chain's comment do not make the table ours.
+            &format!("table inet t {{\n\tchain c {{\n\t\tcomment \"{OWNER_MARK}\"\n\t}}\n}}\n"),
+            "",
+        ];
+        for listing in cases {
+            assert!(!made_by_us(listing), "{listing}");
+        }
+        let script = render(
+            &Table {
+                name: "t".into(),
+                hooks: vec!["input".into()],
+            },
+            &filter(&nets(&["45.155.205.1"]), &Exempt::default()),
+            &[],
+        );
+        assert!(
+            script.contains(&format!("comment \"{OWNER_MARK}\"")),
+            "{script}"
+        );
+    }
+
+    #[test]
+    fn a_table_name_must_be_a_bare_word_that_nft_does_not_reserve() {
+        for good in [
+            "reportedip",
+            "filter",
+            "input",
+            "blocklist_2",
+            "ripe-drop",
+            "rtx",
+        ] {
+            assert_eq!(table_name_problem(good), None, "{good}");
+        }
+        for keyword in [
+            "rt", "ct", "ip", "inet", "table", "counter", "drop", "meta", "log",
+        ] {
+            let why = table_name_problem(keyword).expect(keyword);
+            assert!(why.contains("nft keyword"), "{keyword}: {why}");
+        }
+        let long = "a".repeat(256);
+        for malformed in [
+            "",
+            "1table",
+            "_x",
+            "-x",
+            "my table",
+            "t\u{202e}",
+            "x;y",
+            &long,
+        ] {
+            assert!(table_name_problem(malformed).is_some(), "{malformed:?}");
+        }
     }
 
     #[test]

@@ -95,6 +95,10 @@ pub enum BlocklistCommand {
         /// Load a list that shrank by more than max_shrink_percent
         #[arg(long)]
         force: bool,
+        /// fail2ban's configuration directory, whose jails' ignoreip are never blocked
+        /// [default: /etc/fail2ban]
+        #[arg(long, value_name = "DIR")]
+        fail2ban_dir: Option<PathBuf>,
     },
     /// Load the saved list again, without the network (boot; after a firewall reload)
     Apply,

@@ -629,12 +629,8 @@ impl Checker<'_> {
             .map(|c| c.ok_or_else(|| bad("min_confidence", "must be 0 to 100".into())))
             .transpose()?;
         let table = raw.table.clone().unwrap_or_else(|| "reportedip".into());
-        if table.is_empty()
-            || !table
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(bad("table", "must be letters, digits, - or _".into()));
+        if let Some(why) = crate::blocklist::table_name_problem(&table) {
+            return Err(bad("table", why));
         }
         let hooks = raw.hooks.clone().unwrap_or_else(|| vec!["input".into()]);
         if hooks.is_empty() || !hooks.iter().all(|h| h == "input" || h == "forward") {
@@ -903,6 +899,44 @@ my-webapp = "18,21"
         assert_eq!(config.spool_max, 5);
         assert!(!config.syslog);
         assert_eq!(config.jail_categories["my-webapp"].to_string(), "18,21");
+    }
+
+    #[test]
+    fn the_blocklist_section_has_defaults_and_each_bad_value_is_named() {
+        let config = parse_text("api_key = \"k\"\n[blocklist]\n").unwrap();
+        let blocklist = config.blocklist.unwrap();
+        assert_eq!(blocklist.source, DEFAULT_FEED);
+        assert_eq!(
+            (blocklist.lists, blocklist.hooks),
+            (vec!["all".to_string()], vec!["input".to_string()])
+        );
+        assert_eq!(blocklist.table, "reportedip");
+        assert_eq!(
+            (blocklist.max_age_days, blocklist.max_shrink_percent),
+            (7, 50)
+        );
+        assert_eq!(blocklist.max_entries, 500_000);
+        assert!(blocklist.ipv6);
+        let cases = [
+            ("source = \"http://mirror.example\"", "blocklist.source"),
+            ("lists = [\"all\", \"spam\"]", "blocklist.lists"),
+            ("lists = [\"nope\"]", "blocklist.lists"),
+            ("min_confidence = 101", "blocklist.min_confidence"),
+            ("table = \"rt\"", "is an nft keyword"),
+            ("table = \"my table\"", "must start with a letter"),
+            ("hooks = [\"output\"]", "blocklist.hooks"),
+            ("allow = [\"not-a-net\"]", "blocklist.allow"),
+            ("max_age_days = 0", "blocklist.max_age_days"),
+            ("max_shrink_percent = 101", "blocklist.max_shrink_percent"),
+            ("max_entries = -1", "blocklist.max_entries"),
+            ("tabel = \"x\"", "tabel"),
+        ];
+        for (line, said) in cases {
+            let err = parse_text(&format!("api_key = \"k\"\n[blocklist]\n{line}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(said), "{line}: {err}");
+        }
     }
 
     #[test]

@@ -42,6 +42,25 @@ pub fn apply(script: &str) -> Result<(), String> {
     nft(&["-f", "-"], Some(script)).map(drop)
 }
 
+/// Whether a table of this name is loaded, and whether we made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableState {
+    Absent,
+    Ours,
+    /// Someone else's: never changed, never deleted.
+    Foreign,
+}
+
+/// Looks the table up without its set elements (`-t`), so the cost does not grow with the list.
+pub fn table_state(table: &str) -> Result<TableState, String> {
+    match nft(&["-t", "list", "table", "inet", table], None) {
+        Ok(listing) if crate::blocklist::made_by_us(&listing) => Ok(TableState::Ours),
+        Ok(_) => Ok(TableState::Foreign),
+        Err(why) if why.contains("No such file") => Ok(TableState::Absent),
+        Err(why) => Err(why),
+    }
+}
+
 /// Deletes our table; one that is not there is fine.
 pub fn remove(table: &str) -> Result<bool, String> {
     match nft(&["delete", "table", "inet", table], None) {

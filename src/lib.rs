@@ -101,9 +101,16 @@ pub fn run(cli: Cli, clock: Clock) -> Result<u8, error::Error> {
         Command::Blocklist(command) => {
             let config = config::load(&cli.config, env_key, true)?;
             match command {
-                cli::BlocklistCommand::Update { force } => {
-                    blocking::update(&config, force, config.timeout * 6, clock)
-                }
+                cli::BlocklistCommand::Update {
+                    force,
+                    fail2ban_dir,
+                } => blocking::update(
+                    &config,
+                    force,
+                    fail2ban_dir.as_deref(),
+                    config.timeout * 6,
+                    clock,
+                ),
                 cli::BlocklistCommand::Apply => blocking::apply(&config, clock),
                 cli::BlocklistCommand::Status { json, prometheus } => {
                     let format = match (json, prometheus) {

@@ -263,6 +263,11 @@ impl Fail2ban {
         }
     }
 
+    /// Whether there is a fail2ban to ask: its client and this configuration directory.
+    pub fn installed(&self) -> bool {
+        self.client.is_file() && self.dir.is_dir()
+    }
+
     fn run(&self, args: &[&str]) -> Said {
         let output = Command::new(&self.client)
             .arg("-c")

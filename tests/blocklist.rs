@@ -503,3 +503,137 @@ fn thematic_lists_and_min_confidence_select_what_is_loaded() {
     assert!(!net.reaches(LISTED));
     assert!(net.reaches(UNLISTED));
 }
+
+/// fail2ban's `ignoreip` is read from a private fail2ban tree at every `update`, also when the
+/// feed is unchanged; a tree that cannot be read keeps what was read before.
+#[test]
+fn fail2bans_ignoreip_is_never_blocked() {
+    let test = "fail2bans_ignoreip_is_never_blocked";
+    if !support::fail2ban_available(test) {
+        return;
+    }
+    let Some(mut net) = Net::new(test) else {
+        return;
+    };
+    net.serve_feed(8003);
+    net.listen();
+    let config = net.config(8003);
+    let list = day(&[]);
+    let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+    net.publish(&refs, "2026-12-01", false);
+    let tree = net.dir.path().join("f2b");
+    support::fail2ban_tree(&tree, ":memory:");
+    fs::write(tree.join("sshd.log"), "").unwrap();
+    let jails = |ignoreip: &str| {
+        fs::write(
+            tree.join("conf/jail.conf"),
+            format!(
+                "[DEFAULT]\nbackend = polling\nignoreip = {ignoreip}\n\n[sshd]\nenabled = true\n\
+                 filter = sshd\nlogpath = {}/sshd.log\naction = dummy\n",
+                tree.display()
+            ),
+        )
+        .unwrap();
+    };
+    let update = |net: &Net| {
+        let conf = tree.join("conf");
+        net.run(
+            &config,
+            &[
+                "blocklist",
+                "update",
+                "--fail2ban-dir",
+                conf.to_str().unwrap(),
+            ],
+        )
+    };
+
+    jails(&format!(
+        "127.0.0.1/8 ::1 {LISTED} {LISTED6} gateway.example"
+    ));
+    update(&net)
+        .expect_code(0)
+        .expect_said("ignoreip names gateway.example");
+    assert!(net.reaches(LISTED), "an address in ignoreip was dropped");
+    assert!(
+        net.reaches(LISTED6),
+        "an IPv6 address in ignoreip was dropped"
+    );
+    assert!(net.reaches(UNLISTED));
+    let status = net.run(&config, &["blocklist", "status", "--json"]).json();
+    assert_eq!(status["left_out"]["fail2ban_ignoreip"], 2, "{status}");
+
+    // A jail file that does not parse: what was read before stays exempt.
+    fs::write(tree.join("conf/jail.local"), "[sshd\nbroken\n").unwrap();
+    update(&net)
+        .expect_code(0)
+        .expect_said("cannot read fail2ban's ignoreip")
+        .expect_said("the 5 entries read at the last update stay exempt");
+    assert!(net.reaches(LISTED), "a broken jail file unblocked nothing");
+
+    // The address leaves ignoreip: the next update, with the feed unchanged, blocks it.
+    fs::remove_file(tree.join("conf/jail.local")).unwrap();
+    jails("127.0.0.1/8 ::1");
+    update(&net).expect_code(0).expect_said("unchanged");
+    assert!(!net.reaches(LISTED), "left ignoreip but still passes");
+    assert!(!net.reaches(LISTED6));
+    // apply, offline, uses what update read.
+    net.run(&config, &["blocklist", "apply"]).expect_code(0);
+    assert!(!net.reaches(LISTED));
+}
+
+/// A table of the configured name that someone else made is neither changed nor deleted.
+#[test]
+fn a_table_of_the_same_name_made_by_someone_else_is_never_touched() {
+    let Some(mut net) = Net::new("a_table_of_the_same_name_made_by_someone_else_is_never_touched")
+    else {
+        return;
+    };
+    net.serve_feed(8004);
+    let list = day(&[]);
+    let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+    net.publish(&refs, "2026-12-01", false);
+    let theirs = "table inet filter {\n\tset trusted {\n\t\ttype ipv4_addr\n\t}\n\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tct state established accept\n\t}\n}\n";
+    let mut load = net.in_a(&["nft", "-f", "-"]);
+    load.stdin(Stdio::piped());
+    let mut child = load.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(theirs.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let listing = || {
+        let out = net.in_a(&["nft", "list", "ruleset"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = listing();
+    let config = net.config(8004);
+    let text = fs::read_to_string(&config).unwrap().replace(
+        "[blocklist]\n",
+        "[blocklist]\ntable = \"filter\"\nhooks = [\"input\", \"forward\"]\n",
+    );
+    fs::write(&config, text).unwrap();
+
+    for command in ["update", "remove"] {
+        net.run(&config, &["blocklist", command])
+            .expect_code(5)
+            .expect_said("table inet filter exists and was not made by reportedip-report");
+        assert_eq!(listing(), before, "blocklist {command} changed their table");
+    }
+    let status = net.run(&config, &["blocklist", "status", "--json"]).json();
+    assert_eq!(status["loaded"], false, "{status}");
+
+    // Under a name of its own, the list loads beside their table, which stays as it was.
+    let text = fs::read_to_string(&config)
+        .unwrap()
+        .replace("table = \"filter\"", "table = \"reportedip\"");
+    fs::write(&config, text).unwrap();
+    net.run(&config, &["blocklist", "update"]).expect_code(0);
+    let after = listing();
+    assert!(after.starts_with(before.trim_end()), "{after}");
+    assert!(after.contains("table inet reportedip"), "{after}");
+    net.run(&config, &["blocklist", "remove"]).expect_code(0);
+    assert_eq!(listing(), before);
+}

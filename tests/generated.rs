@@ -30,6 +30,20 @@ fn section(roff: &mut String, title: &str, body: &str) {
     roff.push_str(&format!(".SH \"{title}\"\n{body}\n"));
 }
 
+fn command_section(roff: &mut String, name: &str, command: &clap::Command) {
+    let about = command
+        .get_about()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    roff.push_str(&format!(".SS \"{name}\"\n{about}\n"));
+    let mut options = Vec::new();
+    clap_mangen::Man::new(command.clone())
+        .render_options_section(&mut options)
+        .unwrap();
+    let options = String::from_utf8(options).unwrap();
+    roff.push_str(&options.replacen(".SH OPTIONS\n", "", 1));
+}
+
 fn man_page() -> Vec<u8> {
     let cmd = Cli::command();
     let man = clap_mangen::Man::new(cmd.clone()).date("2026-11-30");
@@ -46,14 +60,15 @@ fn man_page() -> Vec<u8> {
         .get_subcommands()
         .filter(|s| !s.is_hide_set() && s.get_name() != "help")
     {
-        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
-        roff.push_str(&format!(".SS \"{}\"\n{about}\n", sub.get_name()));
-        let mut options = Vec::new();
-        clap_mangen::Man::new(sub.clone())
-            .render_options_section(&mut options)
-            .unwrap();
-        let options = String::from_utf8(options).unwrap();
-        roff.push_str(&options.replacen(".SH OPTIONS\n", "", 1));
+        command_section(&mut roff, sub.get_name(), sub);
+        // `blocklist update`, `blocklist apply`, …: each with its own options.
+        for nested in sub
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            let name = format!("{} {}", sub.get_name(), nested.get_name());
+            command_section(&mut roff, &name, nested);
+        }
     }
     section(
         &mut roff,
@@ -92,7 +107,13 @@ fn man_page() -> Vec<u8> {
          .TP\nsyslog\nAlso log to syslog; default true.\n\
          .TP\nca_file\nExtra trusted CA certificates (PEM).\n\
          .TP\nmetrics_file\nWhere flush writes the status \\-\\-prometheus metrics.\n\
-         .TP\n[jail_categories]\nPer\\-jail categories, e.g. my\\-webapp = \"18,21\".",
+         .TP\n[jail_categories]\nPer\\-jail categories, e.g. my\\-webapp = \"18,21\".\n\
+         .TP\n[blocklist]\nThe community blocklist in nftables; nothing is fetched or blocked \
+         without this section. Its keys: source (the feed's base URL, https://), lists \
+         ([\"all\"] or thematic names), min_confidence (0\\-100, from the CSV), ipv6 (true), \
+         table (\"reportedip\"; a table of that name that reportedip\\-report did not make is \
+         never changed or deleted), hooks ([\"input\"], add \"forward\"), allow (networks \
+         never blocked), max_age_days (7), max_shrink_percent (50), max_entries (500000).",
     );
     section(
         &mut roff,
@@ -102,7 +123,10 @@ fn man_page() -> Vec<u8> {
          /var/lib/reportedip\\-report\nDefault state_dir: state.db (SQLite: spool, backoff, \
          cooldown, counters; readable with sqlite3 \\-readonly), inbox/, set\\-aside/.\n.TP\n\
          /etc/fail2ban/action.d/reportedip.conf\n\
-         The fail2ban action.",
+         The fail2ban action.\n.TP\nstate_dir/blocklist\nThe last good blocklist, the \
+         feed's validators, what is in force and the last attempt.\n.TP\n\
+         reportedip\\-report\\-blocklist.timer, reportedip\\-report\\-blocklist\\-apply.service\n\
+         The daily update, and the apply at boot and after every nftables.service restart.",
     );
     section(
         &mut roff,

@@ -358,12 +358,16 @@ _reportedip__report() {
             return 0
             ;;
         reportedip__subcmd__report__subcmd__blocklist__subcmd__update)
-            opts="-c -h --force --config --help"
+            opts="-c -h --force --fail2ban-dir --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --fail2ban-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

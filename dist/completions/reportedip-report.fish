@@ -77,6 +77,7 @@ complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand bloc
 complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand blocklist; and not __fish_seen_subcommand_from update apply status remove print help" -f -a "remove" -d 'Delete the blocklist\'s table; the saved list stays'
 complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand blocklist; and not __fish_seen_subcommand_from update apply status remove print help" -f -a "print" -d 'Print the nft script that apply would load'
 complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand blocklist; and not __fish_seen_subcommand_from update apply status remove print help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand blocklist; and __fish_seen_subcommand_from update" -l fail2ban-dir -d 'fail2ban\'s configuration directory, whose jails\' ignoreip are never blocked [default: /etc/fail2ban]' -r -F
 complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand blocklist; and __fish_seen_subcommand_from update" -s c -l config -d 'Configuration file' -r -F
 complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand blocklist; and __fish_seen_subcommand_from update" -l force -d 'Load a list that shrank by more than max_shrink_percent'
 complete -c reportedip-report -n "__fish_reportedip_report_using_subcommand blocklist; and __fish_seen_subcommand_from update" -s h -l help -d 'Print help'
