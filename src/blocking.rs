@@ -130,6 +130,11 @@ impl BlocklistDir {
             .map_err(|err| failed(format!("cannot save {name}: {err}"), exit::CONFIG))
     }
 
+    /// Whether a list was ever saved (one that cannot be read is an error, not an absence).
+    fn has_list(&self) -> bool {
+        self.dir.join("list.txt").symlink_metadata().is_ok()
+    }
+
     fn list(&self) -> Option<Vec<Network>> {
         let bytes = fsio::read_own_file(&self.dir.join("list.txt"), MAX_SAVED_BYTES).ok()?;
         Some(blocklist::parse_list(&String::from_utf8_lossy(&bytes)).nets)
@@ -437,6 +442,13 @@ pub fn apply(config: &Config, clock: Clock) -> Result<u8, Error> {
     };
     let store = BlocklistDir::open(config)?;
     let _lock = store.lock()?;
+    // At boot before the first update there is nothing to restore, and that is no failure.
+    if !store.has_list() {
+        say(
+            "no saved blocklist yet: nothing to load until `reportedip-report blocklist update` runs",
+        );
+        return Ok(exit::OK);
+    }
     let (filtered, saved) = saved_filtered(config, blocklist, &store)?;
     load(blocklist, &store, &filtered, &saved, "apply", clock())?;
     Ok(exit::OK)

@@ -110,6 +110,16 @@ fn with_sender(
 }
 
 pub fn flush(config: Result<Config, ConfigError>, clock: Clock) -> Result<u8, Error> {
+    if let Ok(loaded) = &config
+        && nothing_waits_for_a_key(loaded, clock())
+    {
+        warn_about(loaded);
+        out(&format!(
+            "flush: nothing waiting; no API key is set yet in {} (reportedip-report setup sets it)",
+            loaded.path.display()
+        ));
+        return Ok(exit::OK);
+    }
     with_sender(config, clock, |sender| {
         let summary = if std::io::stderr().is_terminal() {
             let summary = sender.flush(&mut progress_bar);
@@ -124,6 +134,13 @@ pub fn flush(config: Result<Config, ConfigError>, clock: Clock) -> Result<u8, Er
         }
         summary.status.map_or(exit::OK, Status::exit_code)
     })
+}
+
+/// A fresh install has no key yet, and its timer must not fail every ten minutes over it; once
+/// a ban waits for the key, the failure is what tells the admin.
+fn nothing_waits_for_a_key(config: &Config, now: u64) -> bool {
+    config.require_key().is_err()
+        && status_view(config, now).is_ok_and(|view| view.waiting == 0 && view.held == 0)
 }
 
 fn progress_bar(done: u64, remaining: u64) {

@@ -637,3 +637,33 @@ fn a_table_of_the_same_name_made_by_someone_else_is_never_touched() {
     net.run(&config, &["blocklist", "remove"]).expect_code(0);
     assert_eq!(listing(), before);
 }
+
+/// At boot before the first update, `apply` has nothing to restore: no failed unit. `print`
+/// still says there is nothing to print.
+#[test]
+fn apply_before_the_first_update_has_nothing_to_load() {
+    let dir = TempDir::new("blocklist-first-boot");
+    let config = dir.path().join("reportedip.toml");
+    fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\nsyslog = false\n\n[blocklist]\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let run = |command: &str| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&config)
+            .args(["blocklist", command]);
+        run_command(cmd)
+    };
+    run("apply")
+        .expect_code(0)
+        .expect_said("no saved blocklist yet");
+    run("print")
+        .expect_code(8)
+        .expect_said("run reportedip-report blocklist update first");
+}

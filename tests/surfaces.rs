@@ -284,6 +284,10 @@ fn the_placeholder_key_holds_bans_in_the_configs_state_dir() {
         .unwrap()
         .replace(support::KEY, "PASTE-YOUR-API-KEY-HERE");
     env.write_raw_config(&text, 0o600);
+    // Before any ban, the timer's flush has nothing at stake: no failure over the missing key.
+    env.run(&["flush"])
+        .expect_code(0)
+        .expect_said("nothing waiting; no API key is set yet");
     env.run(&["report", "--queue", "--jail", "sshd", "--", IP])
         .expect_code(0)
         .expect_said("placeholder")
@@ -297,6 +301,10 @@ fn the_placeholder_key_holds_bans_in_the_configs_state_dir() {
             .contains("placeholder"),
         "{status}"
     );
+    // Now a ban waits for the key: the timer's flush fails, and says why.
+    env.run(&["flush"])
+        .expect_code(5)
+        .expect_said("placeholder");
     env.write_config("");
     env.run(&["flush"]).expect_code(0);
     assert_eq!(env.api.fields("ip"), [IP]);
