@@ -29,16 +29,22 @@ const NFT_KEYWORDS: &str = "\
 /// same name that someone else made.
 pub const OWNER_MARK: &str = "reportedip-report blocklist";
 
-/// Who made a table, judged from `nft -t list table inet NAME`: the table's own `comment`
-/// line comes before its counters, sets and chains.
-pub fn made_by_us(listing: &str) -> bool {
-    let marker = format!("comment \"{OWNER_MARK}\"");
-    listing
-        .lines()
-        .map(str::trim)
-        .skip_while(|line| !line.starts_with("table inet "))
-        .nth(1)
-        .is_some_and(|line| line == marker)
+/// Who made the table named `table`, judged from `nft -j -t list sets inet` (which, unlike
+/// listing the table, its counter or even all tables, does not make nft 1.0 fetch every
+/// element: 7 ms instead of 0.5 s at 100,000 entries). `None` when no set lives in a table of
+/// that name; otherwise whether one of them carries our comment.
+pub fn sets_made_by_us(json: &str, table: &str) -> Option<bool> {
+    let listing: serde_json::Value = serde_json::from_str(json).ok()?;
+    let sets: Vec<&serde_json::Value> = listing["nftables"]
+        .as_array()?
+        .iter()
+        .filter_map(|item| item.get("set"))
+        .filter(|set| set["family"] == "inet" && set["table"] == table)
+        .collect();
+    if sets.is_empty() {
+        return None;
+    }
+    Some(sets.iter().any(|set| set["comment"] == OWNER_MARK))
 }
 
 /// Why `name` cannot name our nft table, if it cannot: nft reads it as a bare word, so it must
@@ -311,7 +317,10 @@ pub fn render(table: &Table, filtered: &Filtered, allow: &[Network]) -> String {
         } else {
             ""
         };
-        let _ = writeln!(out, "\tset {name} {{\n\t\ttype {kind};{flags}\n\t}}");
+        let _ = writeln!(
+            out,
+            "\tset {name} {{\n\t\ttype {kind};{flags}\n\t\tcomment \"{OWNER_MARK}\";\n\t}}"
+        );
     }
     for hook in HOOKS {
         let _ = writeln!(
@@ -396,19 +405,22 @@ mod tests {
     }
 
     #[test]
-    fn only_a_table_with_our_comment_is_ours() {
-        let ours = format!("table inet t {{\n\tcomment \"{OWNER_MARK}\"\n\tset s {{\n\t}}\n}}\n");
-        assert!(made_by_us(&ours));
-        let cases = [
-            "table inet filter {\n\tchain input {\n\t}\n}\n",
-            "table inet t {\n\tcomment \"something else\"\n}\n",
-            // Our words as a set's or a chain's comment do not make the table ours.
-            &format!("table inet t {{\n\tchain c {{\n\t\tcomment \"{OWNER_MARK}\"\n\t}}\n}}\n"),
-            "",
-        ];
-        for listing in cases {
-            assert!(!made_by_us(listing), "{listing}");
-        }
+    fn only_a_table_whose_sets_carry_our_comment_is_ours() {
+        let listing = |sets: &str| {
+            format!(r#"{{"nftables": [{{"metainfo": {{"version": "1.0.6"}}}}{sets}]}}"#)
+        };
+        let ours = format!(
+            r#", {{"set": {{"family": "inet", "name": "allow4", "table": "t", "type": "ipv4_addr", "comment": "{OWNER_MARK}"}}}}"#
+        );
+        let theirs = r#", {"set": {"family": "inet", "name": "trusted", "table": "t", "type": "ipv4_addr"}}"#;
+        let elsewhere = format!(
+            r#", {{"set": {{"family": "inet", "name": "allow4", "table": "other", "type": "ipv4_addr", "comment": "{OWNER_MARK}"}}}}"#
+        );
+        assert_eq!(sets_made_by_us(&listing(&ours), "t"), Some(true));
+        assert_eq!(sets_made_by_us(&listing(theirs), "t"), Some(false));
+        // Our comment in another table says nothing of this one.
+        assert_eq!(sets_made_by_us(&listing(&elsewhere), "t"), None);
+        assert_eq!(sets_made_by_us(&listing(""), "t"), None);
         let script = render(
             &Table {
                 name: "t".into(),
@@ -417,8 +429,11 @@ mod tests {
             &filter(&nets(&["45.155.205.1"]), &Exempt::default()),
             &[],
         );
-        assert!(
-            script.contains(&format!("comment \"{OWNER_MARK}\"")),
+        assert_eq!(
+            script
+                .matches(&format!("comment \"{OWNER_MARK}\";"))
+                .count(),
+            SETS.len(),
             "{script}"
         );
     }

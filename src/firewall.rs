@@ -51,10 +51,16 @@ pub enum TableState {
     Foreign,
 }
 
-/// Looks the table up without its set elements (`-t`), so the cost does not grow with the list.
+/// Whose the table is, without making nft fetch the elements of its sets.
 pub fn table_state(table: &str) -> Result<TableState, String> {
+    let sets = nft(&["-j", "-t", "list", "sets", "inet"], None)?;
+    match crate::blocklist::sets_made_by_us(&sets, table) {
+        Some(true) => return Ok(TableState::Ours),
+        Some(false) => return Ok(TableState::Foreign),
+        None => {}
+    }
+    // No set in a table of that name, so listing it is cheap: ours always has sets.
     match nft(&["-t", "list", "table", "inet", table], None) {
-        Ok(listing) if crate::blocklist::made_by_us(&listing) => Ok(TableState::Ours),
         Ok(_) => Ok(TableState::Foreign),
         Err(why) if why.contains("No such file") => Ok(TableState::Absent),
         Err(why) => Err(why),
