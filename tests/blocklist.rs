@@ -106,6 +106,19 @@ impl Net {
         cmd
     }
 
+    /// Runs `nft ARGS` in A with `script` on its standard input; whether nft accepted it.
+    fn nft_with(&self, args: &[&str], script: &str) -> bool {
+        let mut nft = self.in_a(&[&["nft"], args].concat());
+        let mut child = nft.stdin(Stdio::piped()).spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        child.wait().unwrap().success()
+    }
+
     /// The feed, served by a plain HTTP server on A's loopback.
     fn serve_feed(&mut self, port: u16) {
         fs::create_dir_all(self.dir.path().join("feed/lists")).unwrap();
@@ -229,17 +242,12 @@ impl Net {
     }
 
     fn config(&self, port: u16) -> std::path::PathBuf {
-        let path = self.dir.path().join("reportedip.toml");
-        fs::write(
-            &path,
-            format!(
-                "state_dir = \"{}\"\nsyslog = false\n\n[blocklist]\nsource = \"http://127.0.0.1:{port}\"\nallow = [\"{ALLOWED}\"]\n",
-                self.dir.path().join("state").display()
+        config_in(
+            self.dir.path(),
+            &format!(
+                "syslog = false\n\n[blocklist]\nsource = \"http://127.0.0.1:{port}\"\nallow = [\"{ALLOWED}\"]\n"
             ),
         )
-        .unwrap();
-        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        path
     }
 
     fn run(&self, config: &Path, args: &[&str]) -> Run {
@@ -340,17 +348,8 @@ fn listed_sources_are_dropped_and_everything_else_passes() {
     // nft accepts what print shows.
     let print = net.run(&config, &["blocklist", "print"]);
     print.expect_code(0);
-    let mut check = net.in_a(&["nft", "-c", "-f", "-"]);
-    check.stdin(Stdio::piped());
-    let mut child = check.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(print.stdout.as_bytes())
-        .unwrap();
     assert!(
-        child.wait().unwrap().success(),
+        net.nft_with(&["-c", "-f", "-"], &print.stdout),
         "nft -c refused the printed script"
     );
 
@@ -414,16 +413,23 @@ fn listed_sources_are_dropped_and_everything_else_passes() {
     assert!(net.reaches(UNLISTED));
 }
 
-#[test]
-fn without_a_blocklist_section_nothing_is_fetched_or_blocked() {
-    let dir = TempDir::new("no-blocklist");
-    let config = dir.path().join("reportedip.toml");
+/// A config (mode 0600) in `dir` with its state under `dir/state`, then `rest`.
+fn config_in(dir: &Path, rest: &str) -> std::path::PathBuf {
+    let config = dir.join("reportedip.toml");
+    let state = dir.join("state");
     fs::write(
         &config,
-        format!("state_dir = \"{}\"\n", dir.path().join("state").display()),
+        format!("state_dir = \"{}\"\n{rest}", state.display()),
     )
     .unwrap();
     fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    config
+}
+
+#[test]
+fn without_a_blocklist_section_nothing_is_fetched_or_blocked() {
+    let dir = TempDir::new("no-blocklist");
+    let config = config_in(dir.path(), "");
     for command in ["update", "apply", "status", "remove", "print"] {
         let mut cmd = Command::new(BIN);
         cmd.arg("--config")
@@ -480,15 +486,12 @@ fn thematic_lists_and_min_confidence_select_what_is_loaded() {
     .unwrap();
     let config = net.dir.path().join("reportedip.toml");
     let write = |section: &str| {
-        fs::write(
-            &config,
-            format!(
-                "state_dir = \"{}\"\nsyslog = false\n\n[blocklist]\nsource = \"http://127.0.0.1:8002\"\n{section}",
-                net.dir.path().join("state").display()
+        config_in(
+            net.dir.path(),
+            &format!(
+                "syslog = false\n\n[blocklist]\nsource = \"http://127.0.0.1:8002\"\n{section}"
             ),
         )
-        .unwrap();
-        fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     };
     // The brute-force list only: the spam list's sender passes.
     write("lists = [\"brute-force\"]\n");
@@ -594,16 +597,7 @@ fn a_table_of_the_same_name_made_by_someone_else_is_never_touched() {
     let refs: Vec<&str> = list.iter().map(String::as_str).collect();
     net.publish(&refs, "2026-12-01", false);
     let theirs = "table inet filter {\n\tset trusted {\n\t\ttype ipv4_addr\n\t}\n\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tct state established accept\n\t}\n}\n";
-    let mut load = net.in_a(&["nft", "-f", "-"]);
-    load.stdin(Stdio::piped());
-    let mut child = load.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(theirs.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    assert!(net.nft_with(&["-f", "-"], theirs));
     let listing = || {
         let out = net.in_a(&["nft", "list", "ruleset"]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -643,16 +637,7 @@ fn a_table_of_the_same_name_made_by_someone_else_is_never_touched() {
 #[test]
 fn apply_before_the_first_update_has_nothing_to_load() {
     let dir = TempDir::new("blocklist-first-boot");
-    let config = dir.path().join("reportedip.toml");
-    fs::write(
-        &config,
-        format!(
-            "state_dir = \"{}\"\nsyslog = false\n\n[blocklist]\n",
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
-    fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let config = config_in(dir.path(), "syslog = false\n\n[blocklist]\n");
     let run = |command: &str| {
         let mut cmd = Command::new(BIN);
         cmd.arg("--config")
