@@ -47,6 +47,18 @@ pub fn sets_made_by_us(json: &str, table: &str) -> Option<bool> {
     Some(sets.iter().any(|set| set["comment"] == OWNER_MARK))
 }
 
+/// Whether `nft -t list table inet NAME` shows our comment as the table's own: its first line
+/// inside the table, before any counter, set or chain.
+pub fn table_comment_is_ours(listing: &str) -> bool {
+    let marker = format!("comment \"{OWNER_MARK}\"");
+    listing
+        .lines()
+        .map(str::trim)
+        .skip_while(|line| !line.starts_with("table inet "))
+        .nth(1)
+        .is_some_and(|line| line == marker)
+}
+
 /// Why `name` cannot name our nft table, if it cannot: nft reads it as a bare word, so it must
 /// start with a letter, hold only letters, digits, `-` and `_`, fit nft's 256-byte limit and not
 /// be one of nft's keywords.
@@ -421,6 +433,18 @@ mod tests {
         // Our comment in another table says nothing of this one.
         assert_eq!(sets_made_by_us(&listing(&elsewhere), "t"), None);
         assert_eq!(sets_made_by_us(&listing(""), "t"), None);
+        // A table without sets is judged by its own comment.
+        assert!(table_comment_is_ours(&format!(
+            "table inet t {{\n\tcomment \"{OWNER_MARK}\"\n}}\n"
+        )));
+        for listing in [
+            "table inet t {\n}\n".to_string(),
+            "table inet t {\n\tcomment \"theirs\"\n}\n".to_string(),
+            format!("table inet t {{\n\tchain c {{\n\t\tcomment \"{OWNER_MARK}\"\n\t}}\n}}\n"),
+            String::new(),
+        ] {
+            assert!(!table_comment_is_ours(&listing), "{listing}");
+        }
         let script = render(
             &Table {
                 name: "t".into(),

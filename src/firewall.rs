@@ -59,8 +59,9 @@ pub fn table_state(table: &str) -> Result<TableState, String> {
         Some(false) => return Ok(TableState::Foreign),
         None => {}
     }
-    // No set in a table of that name, so listing it is cheap: ours always has sets.
+    // No set in a table of that name, so listing it is cheap.
     match nft(&["-t", "list", "table", "inet", table], None) {
+        Ok(listing) if crate::blocklist::table_comment_is_ours(&listing) => Ok(TableState::Ours),
         Ok(_) => Ok(TableState::Foreign),
         Err(why) if why.contains("No such file") => Ok(TableState::Absent),
         Err(why) => Err(why),
