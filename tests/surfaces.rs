@@ -384,3 +384,39 @@ fn a_user_who_cannot_read_the_config_is_told_to_run_as_root() {
         .expect_code(0)
         .expect_said("categories=18,22");
 }
+
+#[test]
+fn status_as_another_user_says_it_cannot_read_roots_state() {
+    if !is_root() {
+        eprintln!("SKIPPED status_as_another_user_says_it_cannot_read_roots_state: needs root");
+        return;
+    }
+    let env = TestEnv::new("status-not-root");
+    env.run(&["report", "--strict", "--categories", "18", "--", IP])
+        .expect_code(0);
+    // nobody's own config (0600, owned by nobody) naming root's state_dir (0700).
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let config = env.dir.path().join("nobody.toml");
+    fs::copy(env.config_path(), &config).unwrap();
+    std::os::unix::fs::chown(&config, Some(65534), Some(65534)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"]);
+        cmd.arg(support::BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(args);
+        cmd.env("REPORTEDIP_RUNTIME_DIR", env.dir.path().join("run-nobody"));
+        run_command(cmd)
+    };
+    as_nobody(&["status"])
+        .expect_code(7)
+        .expect_said("run status as the user that reports (root)");
+    as_nobody(&["status", "--json"]).expect_code(7);
+    // Monitoring sees an unreadable state, never a healthy zero.
+    as_nobody(&["status", "--prometheus"])
+        .expect_code(0)
+        .expect_said("reportedip_state_readable 0");
+    // root still reads it.
+    assert_eq!(env.status()["sent"], 1);
+}
