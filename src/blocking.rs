@@ -20,6 +20,7 @@ use crate::feed::{self, FeedError, Fetched, Validators};
 use crate::firewall;
 use crate::fsio;
 use crate::outcome::exit;
+use crate::prometheus::{Kind, Metrics};
 use crate::validate::{Network, sanitize_comment};
 
 /// `blocklist update` refused the new list; the set in force is unchanged.
@@ -28,6 +29,8 @@ pub const REFUSED: u8 = 8;
 pub const DOWNLOAD_FAILED: u8 = 9;
 const MAX_SAVED_BYTES: u64 = 64 * 1024 * 1024;
 const DEFAULT_FAIL2BAN_DIR: &str = "/etc/fail2ban";
+/// What status calls the feed's lines that were neither an address nor a prefix.
+const INVALID: &str = "invalid";
 
 /// What the lists and confidence were when a list was saved or applied: a change of them
 /// makes a smaller list a choice, not a shrink.
@@ -47,6 +50,9 @@ struct Saved {
     fetched_at: u64,
     /// fail2ban's `ignoreip`, read at `update` so that `apply` runs nothing but nft.
     fail2ban_ignore: Vec<String>,
+    /// Lines of the feed that were neither an address nor a prefix: skipped, and counted.
+    #[serde(default)]
+    invalid_lines: u64,
 }
 
 /// What is in force.
@@ -311,6 +317,7 @@ pub fn update(
             files,
         }) => {
             let mut nets = Vec::new();
+            let mut invalid_lines = 0;
             for (name, text) in &files {
                 let parsed = match (name.ends_with(".csv"), blocklist.min_confidence) {
                     (true, Some(min)) => blocklist::parse_csv(text, min).map_err(|why| {
@@ -330,6 +337,7 @@ pub fn update(
                     ));
                 }
                 nets.extend(parsed.nets);
+                invalid_lines += parsed.invalid;
             }
             let saved = Saved {
                 selection: selection.clone(),
@@ -338,6 +346,7 @@ pub fn update(
                 generated_at: metadata.generated_at,
                 fetched_at: now,
                 fail2ban_ignore: fail2ban_ignore.clone(),
+                invalid_lines,
             };
             (nets, Some(saved))
         }
@@ -398,6 +407,7 @@ fn load(
             .left_out
             .iter()
             .map(|(k, v)| ((*k).to_string(), *v))
+            .chain((saved.invalid_lines > 0).then(|| (INVALID.to_string(), saved.invalid_lines)))
             .collect(),
         applied_at: now,
         generated_at: saved.generated_at.clone(),
@@ -505,6 +515,7 @@ pub struct StatusView {
     pub stale: bool,
     pub last_attempt: Option<String>,
     pub last_attempt_at: Option<String>,
+    pub last_attempt_at_epoch: Option<u64>,
     pub last_attempt_ok: Option<bool>,
     pub dropped_packets: u64,
     pub dropped_bytes: u64,
@@ -561,6 +572,7 @@ pub fn status(
             .as_ref()
             .map(|a| crate::validate::sanitize_comment(&a.result)),
         last_attempt_at: attempt.as_ref().map(|a| format_utc(a.at)),
+        last_attempt_at_epoch: attempt.as_ref().map(|a| a.at),
         last_attempt_ok: attempt.as_ref().map(|a| a.ok),
         dropped_packets: counter.map_or(0, |c| c.0),
         dropped_bytes: counter.map_or(0, |c| c.1),
@@ -624,53 +636,71 @@ fn text(view: &StatusView, blocklist: &Blocklist) -> String {
 }
 
 fn prometheus(view: &StatusView) -> String {
-    let mut out = String::new();
-    let mut metric = |name: &str, help: &str, kind: &str, value: u64| {
-        out.push_str(&format!(
-            "# HELP reportedip_blocklist_{name} {help}\n# TYPE reportedip_blocklist_{name} {kind}\nreportedip_blocklist_{name} {value}\n"
-        ));
+    let mut metrics = Metrics::new();
+    let mut gauge = |name: &str, help: &str, value: u64| {
+        metrics.add(
+            &format!("reportedip_blocklist_{name}"),
+            Kind::Gauge,
+            help,
+            value,
+        );
     };
-    metric(
+    gauge(
         "loaded",
         "Whether the blocklist table is loaded (1) or not (0).",
-        "gauge",
         u64::from(view.loaded),
     );
-    metric(
-        "entries_v4",
-        "IPv4 entries in force.",
-        "gauge",
-        view.entries_v4,
-    );
-    metric(
-        "entries_v6",
-        "IPv6 entries in force.",
-        "gauge",
-        view.entries_v6,
-    );
-    metric(
+    gauge("entries_v4", "IPv4 entries in force.", view.entries_v4);
+    gauge("entries_v6", "IPv6 entries in force.", view.entries_v6);
+    gauge(
         "data_age_seconds",
         "Age of the data in force (from the feed's generation date).",
-        "gauge",
         view.data_age_seconds.unwrap_or(0),
     );
-    metric(
+    gauge(
         "stale",
         "Whether the data is older than max_age_days.",
-        "gauge",
         u64::from(view.stale),
     );
-    metric(
+    gauge(
+        "last_attempt_timestamp_seconds",
+        "When update or apply last ran, UNIX time (0: never).",
+        view.last_attempt_at_epoch.unwrap_or(0),
+    );
+    gauge(
+        "last_attempt_success",
+        "Whether the last update or apply succeeded (1) or not (0).",
+        u64::from(view.last_attempt_ok.unwrap_or(false)),
+    );
+    // Every reason, also at zero, so that each series exists from the first scrape.
+    let reasons = blocklist::LeftOut::ALL
+        .iter()
+        .map(|reason| reason.name())
+        .chain([INVALID]);
+    metrics.labelled(
+        "reportedip_blocklist_left_out",
+        Kind::Gauge,
+        "Feed entries not loaded, by reason.",
+        "reason",
+        reasons.map(|reason| (reason, view.left_out.get(reason).copied().unwrap_or(0))),
+    );
+    let mut counter = |name: &str, help: &str, value: u64| {
+        metrics.add(
+            &format!("reportedip_blocklist_{name}"),
+            Kind::Counter,
+            help,
+            value,
+        );
+    };
+    counter(
         "dropped_packets_total",
         "Packets dropped by the blocklist.",
-        "counter",
         view.dropped_packets,
     );
-    metric(
+    counter(
         "dropped_bytes_total",
         "Bytes dropped by the blocklist.",
-        "counter",
         view.dropped_bytes,
     );
-    out.trim_end().to_string()
+    metrics.into_text().trim_end().to_string()
 }

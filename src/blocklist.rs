@@ -180,6 +180,16 @@ pub enum LeftOut {
 }
 
 impl LeftOut {
+    pub const ALL: [LeftOut; 7] = [
+        LeftOut::NonGlobal,
+        LeftOut::TooWide,
+        LeftOut::Own,
+        LeftOut::Allow,
+        LeftOut::Ignore,
+        LeftOut::Fail2banIgnore,
+        LeftOut::Ipv6Off,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             LeftOut::NonGlobal => "non_global",

@@ -35,6 +35,7 @@ pub mod log;
 pub mod migrate;
 pub mod outcome;
 pub mod pipeline;
+pub mod prometheus;
 pub mod report;
 pub mod route;
 pub mod secret;

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::api::{CheckInfo, Domains, KeyInfo, Limits};
 use crate::clock::{format_span, format_utc};
+use crate::prometheus::{Kind, Metrics};
 use crate::state::{Event, State};
 
 #[derive(Debug, Default, Serialize)]
@@ -124,17 +125,14 @@ impl From<&Event> for EventView {
 impl StatusView {
     /// node_exporter textfile-collector metrics: one `# HELP`, `# TYPE` and sample each.
     pub fn prometheus(&self) -> String {
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: Option<u64>| {
-            let Some(value) = value else {
-                return;
-            };
-            out.push_str(&format!(
-                "# HELP reportedip_{name} {help}\n# TYPE reportedip_{name} {kind}\nreportedip_{name} {value}\n"
-            ));
+        let mut metrics = Metrics::new();
+        let mut metric = |name: &str, kind: Kind, help: &str, value: Option<u64>| {
+            if let Some(value) = value {
+                metrics.add(&format!("reportedip_{name}"), kind, help, value);
+            }
         };
-        let gauge = "gauge";
-        let counter = "counter";
+        let gauge = Kind::Gauge;
+        let counter = Kind::Counter;
         metric(
             "state_readable",
             gauge,
@@ -233,7 +231,7 @@ impl StatusView {
                 quota.reset_epoch,
             );
         }
-        out
+        metrics.into_text()
     }
 }
 

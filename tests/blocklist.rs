@@ -320,7 +320,13 @@ fn listed_sources_are_dropped_and_everything_else_passes() {
     assert_eq!(status["loaded"], true, "{status}");
     assert_eq!(status["entries_v4"], 301, "{status}");
     assert_eq!(status["entries_v6"], 2, "{status}");
-    for (why, count) in [("too_wide", 3), ("non_global", 1), ("own", 1), ("allow", 1)] {
+    for (why, count) in [
+        ("too_wide", 3),
+        ("non_global", 1),
+        ("own", 1),
+        ("allow", 1),
+        ("invalid", 1),
+    ] {
         assert_eq!(status["left_out"][why], count, "{why}: {status}");
     }
     assert!(status["dropped_packets"].as_u64().unwrap() > 0, "{status}");
@@ -328,7 +334,11 @@ fn listed_sources_are_dropped_and_everything_else_passes() {
     metrics
         .expect_code(0)
         .expect_said("reportedip_blocklist_loaded 1")
-        .expect_said("reportedip_blocklist_entries_v6 2");
+        .expect_said("reportedip_blocklist_entries_v6 2")
+        .expect_said("reportedip_blocklist_left_out{reason=\"too_wide\"} 3")
+        .expect_said("reportedip_blocklist_left_out{reason=\"invalid\"} 1")
+        .expect_said("reportedip_blocklist_left_out{reason=\"fail2ban_ignoreip\"} 0")
+        .expect_said("reportedip_blocklist_last_attempt_success 1");
     if Path::new("/usr/bin/promtool").exists() {
         let mut check = Command::new("/usr/bin/promtool");
         check.args(["check", "metrics"]).stdin(Stdio::piped());
