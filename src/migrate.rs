@@ -42,6 +42,9 @@ struct StateV01 {
     cooldown: BTreeMap<String, CooldownV01>,
     /// Spool file name → its own failures.
     suspects: BTreeMap<String, SuspectV01>,
+    /// Seconds the clock was set by while reports waited, not yet applied to their queue
+    /// times (0.1's sender did that when it next ran).
+    spool_shift: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,6 +96,19 @@ pub fn import_v01(store: &mut Store, now: u64) -> Result<(), StoreError> {
             }
         }
         let files = spool.import_up_to(tx, &mut state, u64::MAX, now, usize::MAX)?;
+        if old.spool_shift != 0 {
+            for entry in &files.files {
+                let name = entry.path.file_name().map(|n| n.to_string_lossy());
+                tx.conn().execute(
+                    "UPDATE spool SET queued_at = max(0, min(queued_at + ?2, ?3)) WHERE origin = ?1",
+                    rusqlite::params![
+                        name.unwrap_or_default(),
+                        old.spool_shift,
+                        crate::store::sql_int(now)
+                    ],
+                )?;
+            }
+        }
         // The inbox import counts what came through the inbox; these came from the spool.
         state.inbox_imported = state
             .inbox_imported

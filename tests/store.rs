@@ -58,6 +58,9 @@ fn plant_v01(env: &TestEnv, backoff_until: u64) {
         "suspects": {
             names[1].clone(): {"attempts": 2, "first_failed": now - 900, "next_try": 0}
         },
+        // The clock was set 500 s ahead while the reports waited; 0.1's sender had not yet
+        // moved their queue times.
+        "spool_shift": 500,
     });
     fs::write(state_dir.join("state.json"), state.to_string()).unwrap();
 }
@@ -100,6 +103,9 @@ fn a_v01_state_is_imported_once_with_nothing_lost_or_sent_twice() {
     assert_eq!(status["backoff"]["reason"], "HTTP 503", "{status}");
     assert_eq!(status["quota"]["remaining"], 20, "{status}");
     assert_eq!(status["cooldown_entries"], 3, "{status}");
+    // Queued 600 s ago by the old clock, 100 s ago by the new one.
+    let age = status["oldest_age_secs"].as_u64().unwrap();
+    assert!((100..200).contains(&age), "{status}");
     // Running it again (a second upgrade, any later run) imports nothing more.
     let again = env.run(&["upgrade-state"]);
     assert_eq!(again.code, 0);
