@@ -65,6 +65,9 @@ struct Applied {
     left_out: std::collections::BTreeMap<String, u64>,
     applied_at: u64,
     generated_at: Option<String>,
+    /// The table it is in: after `[blocklist] table` changes, the old one goes.
+    #[serde(default)]
+    table: String,
 }
 
 /// The last attempt of `update` or `apply`.
@@ -390,7 +393,12 @@ fn load(
     now: u64,
 ) -> Result<(), Error> {
     our_table(blocklist).inspect_err(|err| store.attempt(command, &err.to_string(), false, now))?;
-    let script = blocklist::render(&table(blocklist), filtered, &blocklist.allow);
+    let mut script = blocklist::render(&table(blocklist), filtered, &blocklist.allow);
+    // In the same transaction: never two of our tables, never a moment with none.
+    let renamed_from = former_table(blocklist, store);
+    if let Some(former) = &renamed_from {
+        script.push_str(&format!("delete table inet {former}\n"));
+    }
     if let Err(why) = firewall::apply(&script) {
         store.attempt(command, &why, false, now);
         return Err(failed(
@@ -411,8 +419,15 @@ fn load(
             .collect(),
         applied_at: now,
         generated_at: saved.generated_at.clone(),
+        table: blocklist.table.clone(),
     };
     store.write("applied.json", &applied)?;
+    if let Some(former) = renamed_from {
+        say(&format!(
+            "table inet {former} removed: the blocklist now lives in table inet {}",
+            blocklist.table
+        ));
+    }
     let line = format!(
         "blocklist in force in table inet {}: {} IPv4 and {} IPv6 entries{}",
         blocklist.table,
@@ -426,6 +441,17 @@ fn load(
     store.attempt(command, &line, true, now);
     say(&line);
     Ok(())
+}
+
+/// The table the list was last loaded into, when `[blocklist] table` has changed since and
+/// that table is still loaded and ours.
+fn former_table(blocklist: &Blocklist, store: &BlocklistDir) -> Option<String> {
+    let applied: Applied = store.read("applied.json")?;
+    let former = applied.table;
+    let other = !former.is_empty() && former != blocklist.table;
+    (other && blocklist::table_name_problem(&former).is_none())
+        .then_some(former)
+        .filter(|former| firewall::table_state(former) == Ok(firewall::TableState::Ours))
 }
 
 /// The saved list, filtered as it would be loaded now.
@@ -481,6 +507,21 @@ pub fn remove(config: &Config) -> Result<u8, Error> {
     let Some(blocklist) = section(config) else {
         return Ok(exit::OK);
     };
+    // The table the list was loaded into before `table` changed goes too.
+    let former = BlocklistDir::open(config)
+        .ok()
+        .and_then(|store| former_table(blocklist, &store));
+    if let Some(former) = former {
+        match firewall::remove(&former) {
+            Ok(_) => say(&format!("table inet {former} removed")),
+            Err(why) => {
+                return Err(failed(
+                    format!("nft could not remove table inet {former}: {why}"),
+                    exit::SYSTEM,
+                ));
+            }
+        }
+    }
     if !our_table(blocklist)? {
         say(&format!("table inet {} is not loaded", blocklist.table));
         return Ok(exit::OK);

@@ -662,3 +662,51 @@ fn apply_before_the_first_update_has_nothing_to_load() {
         .expect_code(8)
         .expect_said("run reportedip-report blocklist update first");
 }
+
+/// After `[blocklist] table` changes, the next load moves the list into the new table and
+/// deletes the old one in the same transaction; `remove` takes both.
+#[test]
+fn a_new_table_name_replaces_the_old_table() {
+    let Some(mut net) = Net::new("a_new_table_name_replaces_the_old_table") else {
+        return;
+    };
+    net.serve_feed(8005);
+    net.listen();
+    let list = day(&[]);
+    let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+    net.publish(&refs, "2026-12-01", false);
+    let config = net.config(8005);
+    let tables = || {
+        let out = net.in_a(&["nft", "list", "tables"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    net.run(&config, &["blocklist", "update"]).expect_code(0);
+    assert_eq!(tables(), "table inet reportedip\n");
+    let rename = |name: &str| {
+        let text = fs::read_to_string(&config).unwrap();
+        let text = match text.find("table = ") {
+            Some(at) => format!("{}table = \"{name}\"\n", &text[..at]),
+            None => format!("{text}table = \"{name}\"\n"),
+        };
+        fs::write(&config, text).unwrap();
+    };
+    rename("rip_two");
+    net.run(&config, &["blocklist", "update"])
+        .expect_code(0)
+        .expect_said(
+            "table inet reportedip removed: the blocklist now lives in table inet rip_two",
+        );
+    assert_eq!(tables(), "table inet rip_two\n");
+    assert!(
+        !net.reaches(LISTED),
+        "the listed source passed after the move"
+    );
+    assert!(net.reaches(UNLISTED));
+    // A rename that is then removed before any load: remove takes the table in force.
+    rename("rip_three");
+    net.run(&config, &["blocklist", "remove"])
+        .expect_code(0)
+        .expect_said("table inet rip_two removed");
+    assert_eq!(tables(), "");
+    assert!(net.reaches(LISTED));
+}
