@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use ureq::Agent;
+use ureq::config::ConfigBuilder;
 use ureq::http::Response;
+use ureq::typestate::AgentScope;
 
 use ureq::tls::TlsConfig;
 
@@ -117,6 +119,27 @@ fn lenient_number<'de, D: Deserializer<'de>>(de: D) -> Result<Option<i64>, D::Er
     })
 }
 
+/// How every request is made, to the API and to the feed: one deadline for the whole request,
+/// redirects never followed, every status an answer; over https, the proxy from the
+/// environment and `trust`'s roots. Plain http is only ever allowed to loopback, where an
+/// environment proxy would be the one place the key could leak in clear text.
+pub(crate) fn agent_builder(
+    timeout: Duration,
+    https: bool,
+    trust: Option<trust::Trust>,
+) -> ConfigBuilder<AgentScope> {
+    let mut builder = Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .proxy(https.then(ureq::Proxy::try_from_env).flatten())
+        .user_agent(concat!("reportedip-report/", env!("CARGO_PKG_VERSION")));
+    if let Some(trust) = trust {
+        builder = builder.tls_config(TlsConfig::builder().root_certs(trust.roots).build());
+    }
+    builder
+}
+
 /// Settings of a client: where, with which key, which CA roots, and how long a request may
 /// take in all. Cloning shares the connection pool.
 #[derive(Clone)]
@@ -136,16 +159,8 @@ impl Client {
     pub fn new(config: &Config, key: SecretString) -> Self {
         let base = &config.api_url;
         let https = base.starts_with("https://");
-        // Plain http is only ever allowed to loopback, where a proxy from the environment
-        // would be the one place the key could leak in clear text; and it needs no roots.
-        let (proxy, trust) = if https {
-            (
-                ureq::Proxy::try_from_env(),
-                Some(trust::load(config.ca_file.as_deref())),
-            )
-        } else {
-            (None, None)
-        };
+        // Plain http (loopback only) needs no roots.
+        let trust = https.then(|| trust::load(config.ca_file.as_deref()));
         let roots = match &trust {
             None => "none needed (plain http to loopback)".to_string(),
             Some(Ok(trust)) => trust.description.clone(),
@@ -156,16 +171,7 @@ impl Client {
             Some(Ok(trust)) => (Some(trust), None),
             None => (None, None),
         };
-        let mut builder = Agent::config_builder()
-            .timeout_global(Some(config.timeout))
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .proxy(proxy)
-            .user_agent(concat!("reportedip-report/", env!("CARGO_PKG_VERSION")))
-            .accept("application/json");
-        if let Some(trust) = trust {
-            builder = builder.tls_config(TlsConfig::builder().root_certs(trust.roots).build());
-        }
+        let builder = agent_builder(config.timeout, https, trust).accept("application/json");
         Self {
             agent: builder.build().into(),
             base: base.clone(),

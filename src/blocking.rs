@@ -290,70 +290,71 @@ pub fn update(
         .unwrap_or_default();
     let previous_ignore = saved.as_ref().map_or(&[][..], |s| &s.fail2ban_ignore[..]);
     let fail2ban_ignore = fail2ban_ignoreip(fail2ban_dir, previous_ignore);
-    let (nets, new_saved) = match feed::fetch(blocklist, &validators, timeout) {
-        Err(FeedError::Download(why)) => {
-            store.attempt("update", &why, false, now);
-            return Err(failed(
-                format!("blocklist not downloaded, the set in force is unchanged: {why}"),
-                DOWNLOAD_FAILED,
-            ));
-        }
-        Err(FeedError::Refused(why)) => {
-            store.attempt("update", &why, false, now);
-            return Err(failed(
-                format!("blocklist refused, the set in force is unchanged: {why}"),
-                REFUSED,
-            ));
-        }
-        Ok(Fetched::Unchanged) => {
-            say("the feed is unchanged since the last download");
-            let kept = saved.clone().unwrap_or_default();
-            let refreshed = (kept.fail2ban_ignore != fail2ban_ignore).then(|| Saved {
-                fail2ban_ignore: fail2ban_ignore.clone(),
-                ..kept
-            });
-            (store.list().unwrap_or_default(), refreshed)
-        }
-        Ok(Fetched::New {
-            metadata,
-            validators,
-            files,
-        }) => {
-            let mut nets = Vec::new();
-            let mut invalid_lines = 0;
-            for (name, text) in &files {
-                let parsed = match (name.ends_with(".csv"), blocklist.min_confidence) {
-                    (true, Some(min)) => blocklist::parse_csv(text, min).map_err(|why| {
+    let (nets, new_saved) =
+        match feed::fetch(blocklist, config.ca_file.as_deref(), &validators, timeout) {
+            Err(FeedError::Download(why)) => {
+                store.attempt("update", &why, false, now);
+                return Err(failed(
+                    format!("blocklist not downloaded, the set in force is unchanged: {why}"),
+                    DOWNLOAD_FAILED,
+                ));
+            }
+            Err(FeedError::Refused(why)) => {
+                store.attempt("update", &why, false, now);
+                return Err(failed(
+                    format!("blocklist refused, the set in force is unchanged: {why}"),
+                    REFUSED,
+                ));
+            }
+            Ok(Fetched::Unchanged) => {
+                say("the feed is unchanged since the last download");
+                let kept = saved.clone().unwrap_or_default();
+                let refreshed = (kept.fail2ban_ignore != fail2ban_ignore).then(|| Saved {
+                    fail2ban_ignore: fail2ban_ignore.clone(),
+                    ..kept
+                });
+                (store.list().unwrap_or_default(), refreshed)
+            }
+            Ok(Fetched::New {
+                metadata,
+                validators,
+                files,
+            }) => {
+                let mut nets = Vec::new();
+                let mut invalid_lines = 0;
+                for (name, text) in &files {
+                    let parsed = match (name.ends_with(".csv"), blocklist.min_confidence) {
+                        (true, Some(min)) => blocklist::parse_csv(text, min).map_err(|why| {
+                            store.attempt("update", &why, false, now);
+                            failed(
+                                format!("blocklist refused, the set in force is unchanged: {why}"),
+                                REFUSED,
+                            )
+                        })?,
+                        _ => blocklist::parse_list(text),
+                    };
+                    if let Some(why) = parsed.refusal(name) {
                         store.attempt("update", &why, false, now);
-                        failed(
+                        return Err(failed(
                             format!("blocklist refused, the set in force is unchanged: {why}"),
                             REFUSED,
-                        )
-                    })?,
-                    _ => blocklist::parse_list(text),
-                };
-                if let Some(why) = parsed.refusal(name) {
-                    store.attempt("update", &why, false, now);
-                    return Err(failed(
-                        format!("blocklist refused, the set in force is unchanged: {why}"),
-                        REFUSED,
-                    ));
+                        ));
+                    }
+                    nets.extend(parsed.nets);
+                    invalid_lines += parsed.invalid;
                 }
-                nets.extend(parsed.nets);
-                invalid_lines += parsed.invalid;
+                let saved = Saved {
+                    selection: selection.clone(),
+                    validators,
+                    version: metadata.version,
+                    generated_at: metadata.generated_at,
+                    fetched_at: now,
+                    fail2ban_ignore: fail2ban_ignore.clone(),
+                    invalid_lines,
+                };
+                (nets, Some(saved))
             }
-            let saved = Saved {
-                selection: selection.clone(),
-                validators,
-                version: metadata.version,
-                generated_at: metadata.generated_at,
-                fetched_at: now,
-                fail2ban_ignore: fail2ban_ignore.clone(),
-                invalid_lines,
-            };
-            (nets, Some(saved))
-        }
-    };
+        };
     let described = new_saved.clone().or(saved).unwrap_or_default();
     let exempt = exempt(config, blocklist, &described.fail2ban_ignore)?;
     let filtered = blocklist::filter(&nets, &exempt);

@@ -3,12 +3,12 @@
 //! SHA-256 that `metadata.json` gives for it. Redirects are never followed; bodies are bounded.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use ureq::Agent;
-use ureq::tls::TlsConfig;
 
 use crate::config::Blocklist;
 
@@ -70,27 +70,31 @@ pub fn files_for(config: &Blocklist) -> Vec<String> {
         .collect()
 }
 
-fn agent(config: &Blocklist, timeout: Duration) -> Agent {
-    let mut builder = Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .user_agent(concat!("reportedip-report/", env!("CARGO_PKG_VERSION")));
-    if config.source.starts_with("https://")
-        && let Ok(trust) = crate::trust::load(None)
-    {
-        builder = builder.tls_config(TlsConfig::builder().root_certs(trust.roots).build());
-    }
-    builder.build().into()
+/// The same agent as the API's, trusting what it trusts (the system store and `ca_file`); a
+/// `ca_file` that cannot be used stops the download instead of trusting less than asked.
+fn agent(
+    config: &Blocklist,
+    ca_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<Agent, FeedError> {
+    let https = config.source.starts_with("https://");
+    let trust = https
+        .then(|| crate::trust::load(ca_file))
+        .transpose()
+        .map_err(FeedError::Download)?;
+    Ok(crate::api::agent_builder(timeout, https, trust)
+        .build()
+        .into())
 }
 
 /// Downloads the feed, or learns that it is unchanged since `validators`.
 pub fn fetch(
     config: &Blocklist,
+    ca_file: Option<&Path>,
     validators: &Validators,
     timeout: Duration,
 ) -> Result<Fetched, FeedError> {
-    let agent = agent(config, timeout);
+    let agent = agent(config, ca_file, timeout)?;
     let url = format!("{}/metadata.json", config.source);
     let mut request = agent.get(&url);
     if let Some(etag) = &validators.etag {

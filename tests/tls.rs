@@ -177,3 +177,63 @@ fn verify_key_says_which_roots_are_in_use() {
         )
     );
 }
+
+/// The blocklist feed over real TLS trusts what the API trusts: the system store and
+/// `ca_file`. The served list is refused as a whole (too many invalid lines), so the test
+/// ends before anything would reach nft.
+#[test]
+fn the_feed_is_fetched_over_tls_trusting_ca_file() {
+    use sha2::{Digest, Sha256};
+    let list = "# ReportedIP Blacklist\n45.155.205.1\nnot-an-address\nneither\n";
+    let sum: String = Sha256::digest(list.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let metadata = format!(
+        r#"{{"version":"tls","generatedAt":"2026-12-01","checksums":{{"blacklist-all.txt":"{sum}"}}}}"#
+    );
+    let ca = TestCa::new("reportedip-report feed CA");
+    let feed = FakeApi::start_tls(
+        ca.server_config(Leaf::Good),
+        move |request, _| match request.path.rsplit('/').next() {
+            Some("metadata.json") => support::Reply::json(200, &metadata),
+            Some("blacklist-all.txt") => support::Reply::json(200, list),
+            _ => support::Reply::json(404, "{}"),
+        },
+    );
+    let env = TestEnv::new("tls-feed");
+    let ca_file = env.dir.path().join("feed-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let section = format!(
+        "\n[blocklist]\nsource = \"https://localhost:{}/feed\"\n",
+        feed.port()
+    );
+    let update = |env: &TestEnv| {
+        let no_fail2ban = env.dir.path().join("no-fail2ban");
+        env.run(&[
+            "blocklist",
+            "update",
+            "--fail2ban-dir",
+            no_fail2ban.to_str().unwrap(),
+        ])
+    };
+    env.write_config(&section);
+    update(&env)
+        .expect_code(9)
+        .expect_said("blocklist not downloaded")
+        .expect_said("invalid peer certificate");
+    env.write_config(&format!("ca_file = \"{}\"{section}", ca_file.display()));
+    update(&env)
+        .expect_code(8)
+        .expect_said("blocklist refused")
+        .expect_said("2 of 3 lines are not addresses");
+    // A ca_file another user could change is refused at load, for the feed as for the API.
+    std::fs::set_permissions(
+        &ca_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    update(&env)
+        .expect_code(5)
+        .expect_said("ca_file cannot be trusted");
+}
