@@ -147,14 +147,7 @@ impl Fail2ban {
     fn stop(&mut self) {
         let Some(pid) = self.pid.take() else { return };
         let _ = self.client(&["stop"]);
-        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while proc_dir.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if proc_dir.exists() {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-        }
+        support::wait_exit_or_kill(pid);
     }
 
     fn restart(&mut self) {

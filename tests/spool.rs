@@ -144,7 +144,7 @@ fn queued_reports_return_promptly_while_the_api_blackholes() {
     let (api, up) = switchable(Reply::Hang);
     let env = TestEnv::with_api("blackhole", api);
     for n in 0..10 {
-        let run = env.run(&["report", "--queue", "--categories", "18", "--", &ip(n)]);
+        let run = env.queue(&ip(n));
         assert_eq!(run.code, 0);
         // The ban path must not wait for the configured timeout.
         assert!(
@@ -179,14 +179,7 @@ fn retry_after_holds_further_sends() {
         let run = env.run(&["report", "--categories", "18", "--strict", "--", &ip(n)]);
         assert_eq!(run.code, 1);
         assert!(run.stderr.contains("API backoff for"), "{}", run.stderr);
-        let queued = env.run(&[
-            "report",
-            "--queue",
-            "--categories",
-            "18",
-            "--",
-            &ip(n + 100),
-        ]);
+        let queued = env.queue(&ip(n + 100));
         assert_eq!(queued.code, 0);
     }
     env.wait_sender_idle();
@@ -394,11 +387,11 @@ fn used_up_quota_stops_the_sender_until_reset() {
     // Two reports wait while a backoff holds the sender; then the window ends.
     env.set_backoff_until(reset);
     for n in 0..3 {
-        env.run(&["report", "--queue", "--categories", "18", "--", &ip(n)]);
+        env.queue(&ip(n));
     }
     assert_eq!(env.spooled(), 3);
     env.end_backoff();
-    env.run(&["report", "--queue", "--categories", "18", "--", &ip(3)]);
+    env.queue(&ip(3));
     assert!(env.api.wait_until(WAIT, |reqs| reqs.len() >= 2));
     env.wait_status("held by the quota with no sender", |status| {
         status["backoff"]["active"] == true && status["sender_running"] == false
@@ -419,7 +412,7 @@ fn a_new_sender_outlasts_a_brief_probe_of_its_lock() {
     let env = TestEnv::new("probe");
     // Queued during a backoff, so no sender starts; then the window ends.
     env.set_backoff_until(epoch_now() + 3600);
-    let run = env.run(&["report", "--queue", "--categories", "18", "--", &ip(1)]);
+    let run = env.queue(&ip(1));
     assert_eq!(run.code, 0, "{}", run.stderr);
     env.end_backoff();
     assert_eq!(env.spooled(), 1);

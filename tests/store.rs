@@ -223,15 +223,8 @@ fn the_write_ahead_log_stays_short_over_many_bans() {
     env.set_backoff_until(epoch_now() + 3600);
     let mut largest = 0;
     for n in 0..80 {
-        env.run(&[
-            "report",
-            "--queue",
-            "--categories",
-            "18",
-            "--",
-            &format!("45.155.{}.{}", n / 200, n % 200 + 1),
-        ])
-        .expect_code(0);
+        env.queue(&format!("45.155.{}.{}", n / 200, n % 200 + 1))
+            .expect_code(0);
         let wal = fs::metadata(env.state_dir().join("state.db-wal")).map_or(0, |m| m.len());
         largest = largest.max(wal);
     }

@@ -119,7 +119,7 @@ fn absurd_times_from_the_api_or_the_store_never_end_a_run() {
         "UPDATE state SET backoff_until = 253402300800, backoff_granted = 253402300800, \
              backoff_reason = 'x', quota_known = 1, quota_reset = 9223372036854775807",
     );
-    let run = env.run(&["report", "--queue", "--categories", "18", "--", IP]);
+    let run = env.queue(IP);
     run.expect_code(0).expect_said("queued");
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     assert_eq!(env.spooled(), 1, "the ban was kept");
@@ -346,14 +346,7 @@ fn an_old_api_url_is_said_by_every_command_and_verify_key_ends_its_backoff() {
 #[test]
 fn a_new_api_url_ends_the_backoff_of_the_old_one() {
     let env = TestEnv::new("new-url");
-    env.run(&[
-        "report",
-        "--queue",
-        "--categories",
-        "18",
-        "--",
-        "45.155.205.1",
-    ]);
+    env.queue("45.155.205.1");
     env.wait_delivered();
     env.set_backoff_until(epoch_now() + 3600);
     env.sql("UPDATE state SET api_url = 'https://old.example/v2'");

@@ -391,6 +391,19 @@ pub fn fail2ban_available(test: &str) -> bool {
     false
 }
 
+/// Waits up to 15 s for a process that was asked to stop (a fail2ban server) to be gone,
+/// then kills it: no test leaves a server behind.
+pub fn wait_exit_or_kill(pid: u32) {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while proc_dir.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if proc_dir.exists() {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
+}
+
 /// A private fail2ban configuration tree under `t` (as shared/fail2ban-testing.md describes):
 /// `run/` for the socket and pidfile, `conf/fail2ban.conf` with its own log and `dbfile`
 /// (`:memory:`, or a file name under `t`), Debian's filters, the `dummy` action and this
