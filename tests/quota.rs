@@ -139,19 +139,7 @@ fn newest_first_when_more_wait_than_the_quota_allows() {
          quota_known = 1, quota_limit = 50, quota_remaining = 2, quota_reset = {reset}",
         epoch_now() + 3600
     ));
-    for n in 1..=5 {
-        run(
-            &env,
-            &[
-                "report",
-                "--queue",
-                "--jail",
-                "sshd",
-                "--",
-                &format!("45.155.205.{n}"),
-            ],
-        );
-    }
+    queue_sshd_bans(&env, 5);
     env.end_backoff();
     let flush = env.run(&["flush"]);
     assert_eq!(flush.code, 1, "stopped by the quota: {}", flush.stdout);
@@ -160,25 +148,21 @@ fn newest_first_when_more_wait_than_the_quota_allows() {
     assert_eq!(env.spooled(), 3);
 }
 
+/// Bans 45.155.205.1 to .COUNT from sshd, queued in that order.
+fn queue_sshd_bans(env: &TestEnv, count: u8) {
+    for n in 1..=count {
+        let ip = format!("45.155.205.{n}");
+        run(env, &["report", "--queue", "--jail", "sshd", "--", &ip]);
+    }
+}
+
 #[test]
 fn the_order_is_decided_again_once_an_answer_tells_the_quota() {
     let reset = epoch_now() + 6 * 3600;
     // Nothing known about the quota yet; the API has 3 reports left today; 8 wait.
     let env = TestEnv::with_api("quota-learned", quota_api(50, 3, reset));
     env.set_backoff_until(epoch_now() + 3600);
-    for n in 1..=8 {
-        run(
-            &env,
-            &[
-                "report",
-                "--queue",
-                "--jail",
-                "sshd",
-                "--",
-                &format!("45.155.205.{n}"),
-            ],
-        );
-    }
+    queue_sshd_bans(&env, 8);
     env.end_backoff();
     let flush = env.run(&["flush"]);
     assert_eq!(flush.code, 1, "stopped by the quota: {}", flush.stdout);
