@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::blocklist::{self, Exempt, Filtered, Limits, Table};
 use crate::clock::{Clock, format_utc};
-use crate::commands::out as say;
+use crate::commands::{out as say, warn};
 use crate::config::{Blocklist, Config};
 use crate::error::{Error, failed};
 use crate::feed::{self, FeedError, Fetched, Validators};
@@ -261,10 +261,6 @@ fn fail2ban_ignoreip(dir: Option<&Path>, previous: &[String]) -> Vec<String> {
         ));
     }
     entries
-}
-
-fn warn(text: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "warning: {text}");
 }
 
 /// `blocklist update [--force] [--fail2ban-dir DIR]`.

@@ -26,10 +26,15 @@ pub(crate) fn out(text: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
+/// A warning on stderr, ignoring a closed pipe.
+pub(crate) fn warn(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "warning: {text}");
+}
+
 /// The config's warnings (an old `api_url` mended at load), said by every command.
 fn warn_about(config: &Config) {
     for warning in &config.warnings {
-        let _ = writeln!(std::io::stderr().lock(), "warning: {warning}");
+        warn(warning);
     }
 }
 
@@ -81,7 +86,7 @@ pub fn verify_key(
     }
     out(&view.to_string());
     for problem in &view.problems {
-        let _ = writeln!(std::io::stderr().lock(), "warning: {problem}");
+        warn(problem);
     }
     Ok(view.exit_code)
 }
@@ -317,11 +322,10 @@ pub fn status_view(config: &Config, now: u64) -> Result<StatusView, String> {
 /// for a FIFO) is not written to.
 fn write_metrics(config: &Config, file: &Path, now: u64) {
     let warn = |why: String| {
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "warning: metrics_file {} not written: {why}",
+        warn(&format!(
+            "metrics_file {} not written: {why}",
             file.display()
-        );
+        ))
     };
     let dir = file.parent().unwrap_or(Path::new("/"));
     if let Some(why) = crate::fsio::untrusted_dir(dir) {
